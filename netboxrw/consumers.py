@@ -1,0 +1,43 @@
+"""Live queue: open queue pages refresh their table when any change request is created or moves."""
+
+from __future__ import annotations
+
+from html import escape
+from typing import Any
+
+from channels.generic.websocket import AsyncWebsocketConsumer
+
+from netboxrw.services import QUEUE_GROUP
+
+
+class QueueConsumer(AsyncWebsocketConsumer):
+    """``/ws/changes/``: a signal per change; the page reloads its table fragment with its own filters."""
+
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close(code=4401)
+            return
+        if not await self._may_view(user):
+            await self.close(code=4403)
+            return
+        await self.accept()
+        await self.channel_layer.group_add(QUEUE_GROUP, self.channel_name)
+
+    @staticmethod
+    async def _may_view(user: Any) -> bool:
+        from channels.db import database_sync_to_async
+
+        return bool(await database_sync_to_async(user.has_perm)("netboxrw.view_changerequest"))
+
+    async def disconnect(self, code: int) -> None:
+        await self.channel_layer.group_discard(QUEUE_GROUP, self.channel_name)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        """The queue socket only listens."""
+
+    async def change_updated(self, event: dict[str, Any]) -> None:
+        await self.send(
+            text_data=f'<div id="queue-signal" hx-swap-oob="true" data-change="{int(event["id"])}" '
+            f'data-state="{escape(str(event["state"]))}"></div>'
+        )

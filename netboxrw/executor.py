@@ -1,0 +1,302 @@
+"""Applying an approved plan: drift check, ordered writes in bulk, rollback on failure.
+
+1. Drift: every object the plan updates or deletes is re-read (in bulk); if its ``last_updated``
+   moved since planning -> conflict, nothing written. Every object the plan creates is looked up by
+   its key; if one exists now -> conflict. Updates and deletes also send ``If-Match`` themselves.
+2. Writes run in plan order; consecutive creates of one endpoint go as one bulk POST (atomic in
+   NetBox). ``{"$ref": ...}`` values are replaced by the ids just created.
+3. If a step fails, what this change created is deleted (newest first) and what it updated is
+   patched back, then the change is ``failed`` with NetBox's error.
+Every write carries a changelog message naming the change request and its approver.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from netboxrw.client import NetBoxClient, NetBoxError
+from netboxrw.planner import Desired, Planner, key_tuple
+from netboxrw.plans import Operation, Plan
+
+logger = logging.getLogger("netboxrw.writes")
+
+Outcome = Literal["applied", "conflict", "failed"]
+BULK = 500
+
+
+@dataclass
+class ApplyResult:
+    outcome: Outcome
+    message: str = ""
+    objects: list[dict[str, Any]] = field(default_factory=list)
+    conflicts: list[str] = field(default_factory=list)
+    rolled_back: list[str] = field(default_factory=list)
+    duration_ms: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "outcome": self.outcome,
+            "message": self.message,
+            "objects": self.objects,
+            "conflicts": self.conflicts,
+            "rolled_back": self.rolled_back,
+            "duration_ms": round(self.duration_ms, 1),
+        }
+
+
+class Executor:
+    """Applies one plan through ``client``; ``log_context`` goes into every write log line."""
+
+    def __init__(
+        self,
+        client: NetBoxClient,
+        *,
+        message: str,
+        log_context: dict[str, Any],
+        dry_run: bool = False,
+        bulk_updates: bool = False,
+    ) -> None:
+        """``bulk_updates``: consecutive updates of one endpoint in one PATCH, protected by the
+        drift check only (bulk PATCH takes no ``If-Match``); for the seeder, not for reviewed changes."""
+        self.client = client
+        self.bulk_updates = bulk_updates
+        self.message = message
+        self.context = log_context
+        self.dry_run = dry_run
+        self.ids: dict[str, int] = {}
+        self.created: list[tuple[str, int, str]] = []
+        self.updated: list[tuple[Operation, dict[str, Any]]] = []
+
+    def apply(self, plan: Plan) -> ApplyResult:
+        started = time.perf_counter()
+        conflicts = self.drift(plan)
+        if conflicts:
+            return ApplyResult(
+                "conflict", "NetBox changed since the plan was made; re-plan", conflicts=conflicts
+            )
+        if self.dry_run:
+            for op in plan.operations:
+                self._log(op, "dry-run", op.data)
+            return ApplyResult(
+                "applied", "dry run: logged, nothing sent", duration_ms=(time.perf_counter() - started) * 1000
+            )
+        objects: list[dict[str, Any]] = []
+        try:
+            for batch in batches(plan.operations, bulk_updates=self.bulk_updates):
+                objects += self._run(batch)
+        except NetBoxError as exc:
+            rolled_back = self.rollback()
+            return ApplyResult(
+                "failed",
+                str(exc),
+                objects=objects,
+                rolled_back=rolled_back,
+                duration_ms=(time.perf_counter() - started) * 1000,
+            )
+        return ApplyResult(
+            "applied", "applied", objects=objects, duration_ms=(time.perf_counter() - started) * 1000
+        )
+
+    # --- drift -----------------------------------------------------------------------------------
+
+    def drift(self, plan: Plan) -> list[str]:
+        """What changed in NetBox since planning (empty: safe to apply)."""
+        problems: list[str] = []
+        by_endpoint: dict[str, list[Operation]] = {}
+        for op in plan.operations:
+            if op.action in ("update", "delete"):
+                by_endpoint.setdefault(op.endpoint, []).append(op)
+        for endpoint, ops in by_endpoint.items():
+            current: dict[int, dict[str, Any]] = {}
+            for start in range(0, len(ops), 100):
+                chunk = [op.id for op in ops[start : start + 100] if op.id is not None]
+                for obj in self.client.fetch_all(endpoint, {"id": chunk}, fields=["id", "last_updated"]):
+                    current[obj["id"]] = obj
+            for op in ops:
+                if op.id is None:  # an object this plan creates first (updated by ref)
+                    continue
+                now = current.get(op.id)
+                if now is None:
+                    problems.append(f"{op.display} ({endpoint} #{op.id}) was deleted in NetBox")
+                elif now.get("last_updated") != op.last_updated:
+                    problems.append(
+                        f"{op.display} ({endpoint} #{op.id}) was edited in NetBox at {now.get('last_updated')}"
+                    )
+        creates: dict[str, list[Operation]] = {}
+        for op in plan.operations:
+            if (
+                op.action == "create"
+                and op.lookup
+                and not any(isinstance(v, dict) for v in op.lookup.values())
+            ):
+                creates.setdefault(op.endpoint, []).append(op)
+        for endpoint, ops in creates.items():  # the same bulk reads as planning
+            existing = Planner(self.client).existing(
+                endpoint, [Desired(endpoint, op.lookup, {}) for op in ops]
+            )
+            problems += [
+                f"{op.display} ({endpoint}) now exists in NetBox"
+                for op in ops
+                if key_tuple(endpoint, op.lookup) in existing
+            ]
+        return problems
+
+    # --- writes ----------------------------------------------------------------------------------
+
+    def _run(self, batch: list[Operation]) -> list[dict[str, Any]]:
+        first = batch[0]
+        if first.action == "create":
+            payload = [self._bound(op.data) for op in batch]
+            created = (
+                self.client.bulk_create(first.endpoint, payload, message=self.message)
+                if len(batch) > 1
+                else [self.client.create(first.endpoint, payload[0], message=self.message)]
+            )
+            for op, obj in zip(batch, created, strict=True):
+                self.created.append((op.endpoint, obj["id"], op.display))
+                if op.ref:
+                    self.ids[op.ref] = obj["id"]
+                self._log(op, "created", payload[batch.index(op)], obj["id"])
+            return [
+                {
+                    "action": "create",
+                    "object_type": first.endpoint,
+                    "id": o["id"],
+                    "display": o.get("display"),
+                }
+                for o in created
+            ]
+        if first.action == "update" and len(batch) > 1:
+            return self._bulk_update(batch)
+        op = first
+        if op.action == "update":
+            object_id = op.id if op.id is not None else self.ids[op.ref or ""]
+            data = self._bound(op.data)
+            obj = self.client.update(op.endpoint, object_id, data, etag=op.etag, message=self.message)
+            if op.id is not None:  # created by this plan: undone by deleting it
+                self.updated.append((op, obj))
+            if op.ref:
+                self.ids[op.ref] = object_id
+            self._log(op, "updated", data, object_id)
+            return [
+                {
+                    "action": "update",
+                    "object_type": op.endpoint,
+                    "id": object_id,
+                    "display": obj.get("display"),
+                }
+            ]
+        assert op.id is not None
+        self.client.delete(op.endpoint, op.id, etag=op.etag, message=self.message)
+        self._log(op, "deleted", {}, op.id)
+        return [{"action": "delete", "object_type": op.endpoint, "id": op.id, "display": op.display}]
+
+    def _bulk_update(self, batch: list[Operation]) -> list[dict[str, Any]]:
+        items = [{"id": op.id, **self._bound(op.data)} for op in batch]
+        updated = self.client.bulk_update(batch[0].endpoint, items, message=self.message)
+        for op, item, obj in zip(batch, items, updated, strict=True):
+            self.updated.append((op, obj))
+            if op.ref and op.id is not None:
+                self.ids[op.ref] = op.id
+            self._log(op, "updated", item, op.id)
+        return [
+            {"action": "update", "object_type": op.endpoint, "id": op.id, "display": obj.get("display")}
+            for op, obj in zip(batch, updated, strict=True)
+        ]
+
+    def _bound(self, data: dict[str, Any]) -> dict[str, Any]:
+        return {name: self._bound_value(value) for name, value in data.items()}
+
+    def _bound_value(self, value: Any) -> Any:
+        """``{"$ref": r}`` as the id created for ``r``, also inside lists and dicts."""
+        if isinstance(value, dict):
+            if "$ref" in value:
+                return self.ids[value["$ref"]]
+            return {k: self._bound_value(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self._bound_value(v) for v in value]
+        return value
+
+    def rollback(self) -> list[str]:
+        """Undo this change's own writes, newest first; report what was undone (or could not be)."""
+        undone: list[str] = []
+        for op, _ in reversed(self.updated):
+            try:
+                self.client.update(
+                    op.endpoint, op.id or 0, op.before or {}, message=f"{self.message} (rollback)"
+                )
+                undone.append(f"restored {op.display}")
+            except NetBoxError as exc:
+                undone.append(f"could not restore {op.display}: {exc}")
+        for endpoint, object_id, display in reversed(self.created):
+            try:
+                self.client.delete(endpoint, object_id, message=f"{self.message} (rollback)")
+                undone.append(f"deleted {display}")
+            except NetBoxError as exc:
+                if exc.status != 404:  # already gone with its parent (interfaces with their device)
+                    undone.append(f"could not delete {display}: {exc}")
+        return undone
+
+    def _log(self, op: Operation, result: str, data: dict[str, Any], object_id: int | None = None) -> None:
+        logger.info(
+            "netbox write",
+            extra={
+                **self.context,
+                "action": op.action,
+                "object_type": op.endpoint,
+                "object": op.display,
+                "object_id": object_id,
+                "data": data,
+                "result": result,
+            },
+        )
+
+
+def batches(operations: list[Operation], *, bulk_updates: bool = False) -> list[list[Operation]]:
+    """Consecutive creates of one endpoint together (bulk POST); with ``bulk_updates`` also
+    consecutive updates of existing objects of one endpoint (bulk PATCH); the rest one by one.
+
+    A create pointing at an object of the batch being built (a child region at its parent) starts
+    a new batch: the ids of a bulk POST are only known once it returns.
+    """
+    grouped: list[list[Operation]] = []
+    refs: set[str] = set()
+    for op in operations:
+        last = grouped[-1] if grouped else None
+        if (
+            last
+            and op.action == "create"
+            and last[0].action == "create"
+            and last[0].endpoint == op.endpoint
+            and len(last) < BULK
+            and not (_refs_in(op.data) & refs)
+        ) or (
+            bulk_updates
+            and last
+            and op.action == last[0].action == "update"
+            and op.id is not None
+            and last[0].id is not None
+            and last[0].endpoint == op.endpoint
+            and len(last) < BULK
+            and not (_refs_in(op.data) & refs)
+        ):
+            last.append(op)
+        else:
+            grouped.append([op])
+            refs = set()
+        if op.ref:
+            refs.add(op.ref)
+    return grouped
+
+
+def _refs_in(value: Any) -> set[str]:
+    if isinstance(value, dict):
+        if "$ref" in value:
+            return {value["$ref"]}
+        return set().union(*(_refs_in(v) for v in value.values()))
+    if isinstance(value, list):
+        return set().union(*(_refs_in(v) for v in value))
+    return set()

@@ -1,0 +1,80 @@
+"""``manage.py seed_netbox``: demo data in NetBox (see ``netboxrw.seed``); thin: parse, run, print."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser, OutputWrapper
+
+from netboxrw.client import NetBoxClient, NetBoxError
+from netboxrw.config import netbox_client
+from netboxrw.seed.network import REGIONS, build
+from netboxrw.seed.reconcile import purge, queue, seed, summary_table
+
+BULK_TIMEOUT = 600.0
+
+
+class _Raw:
+    """The command's stdout without its automatic line endings (progress lines redraw with ``\\r``)."""
+
+    def __init__(self, wrapper: OutputWrapper) -> None:
+        self.wrapper = wrapper
+
+    def write(self, text: str, /) -> None:
+        self.wrapper.write(text, ending="")
+
+    def flush(self) -> None:
+        self.wrapper.flush()
+
+
+class Command(BaseCommand):
+    help = "Seed NetBox with the demo network (idempotent), or --purge what the seeder owns."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--regions", default="", help="comma-separated subset of " + ",".join(REGIONS))
+        parser.add_argument("--dry-run", action="store_true", help="print the plan's counts, write nothing")
+        parser.add_argument(
+            "--via-queue", action="store_true", help="queue one change request per region instead of writing"
+        )
+        parser.add_argument(
+            "--purge",
+            action="store_true",
+            help="delete every object tagged netops-demo, in all regions (and nothing else)",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        shared = netbox_client()
+        if shared is None:
+            raise CommandError("NetBox is not configured (NETBOX_URL, NETBOX_TOKEN)")
+        # Bulk POSTs of hundreds of objects take longer than an interactive read may.
+        client = NetBoxClient(replace(shared.config, timeout=max(shared.config.timeout, BULK_TIMEOUT)))
+        regions = [r.strip().upper() for r in options["regions"].split(",") if r.strip()] or list(REGIONS)
+        unknown = [r for r in regions if r not in REGIONS]
+        if unknown:
+            raise CommandError(f"unknown region(s) {', '.join(unknown)}; choose from {', '.join(REGIONS)}")
+        try:
+            if options["purge"]:
+                report = purge(client, dry_run=options["dry_run"], out=_Raw(self.stdout))
+                self.stdout.write(summary_table(report, ("deleted",)))
+                return
+            if options["via_queue"]:
+                self._queue(client, regions)
+                return
+            report = seed(client, build(regions), dry_run=options["dry_run"], out=_Raw(self.stdout))
+        except NetBoxError as exc:
+            raise CommandError(f"{exc} (run again to resume)") from exc
+        if options["dry_run"]:
+            self.stdout.write("dry run: nothing written")
+            self.stdout.write(summary_table(report, ("created", "updated", "unchanged")))
+        else:
+            self.stdout.write(summary_table(report))
+
+    def _queue(self, client: NetBoxClient, regions: list[str]) -> None:
+        for region, change in queue(client, regions):
+            if change is None:
+                self.stdout.write(f"{region}: nothing to change")
+            else:
+                self.stdout.write(
+                    f"{region}: change request #{change.pk} ({len(change.plan['operations'])} operations)"
+                )

@@ -1,0 +1,89 @@
+"""The change-review queue: list with filters and counts, detail with a side-by-side diff, review actions."""
+
+from __future__ import annotations
+
+from typing import cast
+
+from django.contrib.auth.decorators import login_required, permission_required
+from django.contrib.auth.models import User
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, render
+from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.vary import vary_on_headers
+
+from netboxrw import selectors, services
+from netboxrw.models import ChangeRequest, ChangeState
+from netops.errors import ApplicationError
+
+PAGE_LIST = "netboxrw/queue.html"
+PAGE_DETAIL = "netboxrw/detail.html"
+
+
+@require_GET
+@login_required
+@permission_required("netboxrw.view_changerequest", raise_exception=True)
+@vary_on_headers("HX-Request")
+def queue(request: HttpRequest) -> HttpResponse:
+    filters = {k: request.GET.get(k, "") for k in ("state", "requester", "object_type")}
+    changes = selectors.change_requests(filters)[:200]
+    context = {
+        "changes": changes,
+        "filters": filters,
+        "counts": selectors.state_counts(),
+        "states": ChangeState.choices,
+    }
+    template = f"{PAGE_LIST}#queue-table" if getattr(request, "htmx", False) else PAGE_LIST
+    return render(request, template, context)
+
+
+def _detail_context(request: HttpRequest, change: ChangeRequest, error: str = "") -> dict[str, object]:
+    return {
+        "change": change,
+        "operations": change.plan.get("operations", []),
+        "events": change.events.select_related("actor"),
+        "can_review": change.state == ChangeState.PENDING and selectors.can_review(request.user, change),
+        "is_requester": change.requested_by_id == request.user.pk,
+        "error": error,
+    }
+
+
+@require_GET
+@login_required
+@permission_required("netboxrw.view_changerequest", raise_exception=True)
+def detail(request: HttpRequest, pk: int) -> HttpResponse:
+    change = get_object_or_404(ChangeRequest, pk=pk)
+    return render(request, PAGE_DETAIL, _detail_context(request, change))
+
+
+@require_POST
+@login_required
+@permission_required("netboxrw.view_changerequest", raise_exception=True)
+def review(request: HttpRequest, pk: int, decision: str) -> HttpResponse:
+    """Approve (and apply), reject or revert; answers with the detail panel (htmx) or the page."""
+    change = get_object_or_404(ChangeRequest, pk=pk)
+    user = cast(User, request.user)  # login_required: never anonymous here
+    comment = request.POST.get("comment", "").strip()
+    error = ""
+    try:
+        if decision == "approve":
+            change = services.change_request_approve(change_id=change.pk, reviewer=user, comment=comment)
+        elif decision == "reject":
+            change = services.change_request_reject(change_id=change.pk, reviewer=user, comment=comment)
+        else:
+            requester = services.Requester(
+                user=user, via=f"revert from the queue by {request.user.get_username()}"
+            )
+            change = services.change_request_revert(change_id=change.pk, requester=requester)
+    except ApplicationError as exc:
+        error = str(exc)
+    status = 200 if not error else 403 if "permission" in error or "requester" in error else 409
+    template = f"{PAGE_DETAIL}#panel" if getattr(request, "htmx", False) else PAGE_DETAIL
+    response = render(
+        request,
+        template,
+        _detail_context(request, change, error),
+        status=200 if getattr(request, "htmx", False) else status,
+    )
+    if decision == "revert" and not error and getattr(request, "htmx", False):
+        response["HX-Redirect"] = f"/changes/{change.pk}/"
+    return response

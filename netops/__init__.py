@@ -1,0 +1,1 @@
+"""netops: an AI console for network operations."""

@@ -1,0 +1,171 @@
+"""Writes to the registry: saving models with the one-default rule, and recording health checks."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from asgiref.sync import async_to_sync
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from netops.errors import ApplicationError, ConflictError
+from netops.logs import redact
+from netops.secrets import SecretError
+from registry.connections import ServerConfig
+from registry.health import ProbeResult, probe_all
+from registry.models import LLMModel, MCPServer, ServerStatus
+from registry.selectors import mcp_server_config
+
+logger = logging.getLogger(__name__)
+
+_DEFAULT_RETRIES = 5
+
+
+def llm_model_save(*, model: LLMModel) -> LLMModel:
+    """Validate and save ``model``, keeping exactly one default model.
+
+    Making a model the default unsets the previous one in the same transaction. The first model
+    ever saved becomes the default. Unsetting the default directly is refused: another model must
+    be made the default instead, so the agent always has one to use. Two concurrent "make default"
+    requests are serialised by row locks; the rare loser of a race on an empty table retries.
+    """
+    # is_default is excluded from model validation: the partial unique index would reject the new
+    # default before the old one is unset below; the index stays the backstop in the database.
+    model.full_clean(exclude={"is_default"})
+    for attempt in range(_DEFAULT_RETRIES):
+        try:
+            with transaction.atomic():
+                _llm_model_save_once(model)
+            return model
+        except IntegrityError:
+            if attempt == _DEFAULT_RETRIES - 1:
+                raise ConflictError(
+                    "another request changed the default model at the same time; retry"
+                ) from None
+    return model
+
+
+def _llm_model_save_once(model: LLMModel) -> None:
+    current = list(LLMModel.objects.select_for_update().filter(is_default=True).exclude(pk=model.pk))
+    stored_default = LLMModel.objects.filter(pk=model.pk, is_default=True).exists()
+    if not model.is_default and stored_default:
+        raise ApplicationError(
+            "the default model cannot be unset; make another model the default instead", field="is_default"
+        )
+    if not current and not model.is_default:
+        model.is_default = True  # the only model (or the first) is the default
+    if model.is_default and current:
+        LLMModel.objects.filter(pk__in=[m.pk for m in current]).update(is_default=False)
+    model.save()
+
+
+def llm_model_delete(*, model: LLMModel) -> None:
+    """Delete ``model``; when it was the default, the most recently updated other model takes over."""
+    with transaction.atomic():
+        was_default = model.is_default
+        model.delete()
+        if was_default:
+            successor = LLMModel.objects.select_for_update().order_by("-last_updated").first()
+            if successor is not None:
+                successor.is_default = True
+                successor.save(update_fields=["is_default"])
+
+
+def mcp_server_save(*, server: MCPServer) -> MCPServer:
+    """Validate and save ``server``; a disabled server shows as disabled, a re-enabled one as unknown."""
+    server.full_clean()
+    if not server.enabled:
+        server.status = ServerStatus.DISABLED
+    elif server.status == ServerStatus.DISABLED:
+        server.status, server.last_result = ServerStatus.UNKNOWN, ""
+    server.save()
+    return server
+
+
+@dataclass(frozen=True)
+class HealthOutcome:
+    """What one check found and what the server's settled status is now."""
+
+    server: MCPServer
+    ok: bool
+    status: str
+    changed: bool
+    error: str
+    duration_ms: float
+
+
+def mcp_servers_check_health(*, servers: Iterable[MCPServer]) -> list[HealthOutcome]:
+    """Check ``servers`` concurrently (each bounded by its own timeout) and record the results.
+
+    Disabled servers are skipped. Status moves only when two consecutive checks agree, except
+    from ``unknown`` where the first result settles it. A healthy check refreshes the tool cache.
+    """
+    targets = [s for s in servers if s.enabled]
+    configs: list[ServerConfig | None] = []
+    pre_errors: dict[int, str] = {}
+    for index, server in enumerate(targets):
+        try:
+            configs.append(mcp_server_config(server))
+        except SecretError as exc:
+            configs.append(None)
+            pre_errors[index] = str(exc)
+    reachable = [c for c in configs if c is not None]
+    results = iter(async_to_sync(probe_all)(reachable) if reachable else [])
+    outcomes = []
+    for index, (server, config) in enumerate(zip(targets, configs, strict=True)):
+        result = (
+            next(results)
+            if config is not None
+            else ProbeResult(ok=False, duration_ms=0.0, error=pre_errors[index])
+        )
+        outcomes.append(mcp_server_record_check(server=server, result=result))
+    return outcomes
+
+
+def mcp_server_record_check(*, server: MCPServer, result: ProbeResult) -> HealthOutcome:
+    """Apply one probe result to ``server`` under a row lock (checks from several processes are safe)."""
+    now = timezone.now()
+    observed = ServerStatus.HEALTHY if result.ok else ServerStatus.UNHEALTHY
+    # A remote error may quote our own request (a 401 page echoing the Authorization header):
+    # mask every resolved secret before the text is stored, returned or logged.
+    result.error = redact(result.error)
+    with transaction.atomic():
+        locked = MCPServer.objects.select_for_update().get(pk=server.pk)
+        previous_status = locked.status
+        if locked.status in (ServerStatus.UNKNOWN, ServerStatus.DISABLED) or locked.last_result == observed:
+            locked.status = observed
+        locked.last_result = observed
+        locked.last_checked_at = now
+        locked.last_error = result.error[:2000]
+        fields = ["status", "last_result", "last_checked_at", "last_error", "last_updated"]
+        if result.ok:
+            locked.tools = list(result.tools)
+            locked.tools_refreshed_at = now
+            fields += ["tools", "tools_refreshed_at"]
+        locked.save(update_fields=fields)
+    for name in fields:
+        setattr(server, name, getattr(locked, name))
+    changed = previous_status != locked.status
+    log = logger.warning if changed and not result.ok else logger.info
+    log(
+        "mcp server checked",
+        extra={
+            "server": server.name,
+            "ok": result.ok,
+            "status": locked.status,
+            "status_changed": changed,
+            "tools": len(result.tools),
+            "duration_ms": round(result.duration_ms, 1),
+            "error": result.error,
+        },
+    )
+    return HealthOutcome(
+        server=server,
+        ok=result.ok,
+        status=locked.status,
+        changed=changed,
+        error=result.error,
+        duration_ms=result.duration_ms,
+    )

@@ -1,0 +1,191 @@
+"""The review queue: pages (list, filters, diff, review) and the REST API, with their permission rules."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import Permission, User
+from django.test import Client
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from netboxrw import services
+from netboxrw.models import ChangeRequest, ChangeState
+from netboxrw.plans import Plan, create_op, update_op
+from tests.netboxrw.lab import make_lab
+from tests.support.netbox_server import NetBoxInstance
+
+pytestmark = pytest.mark.django_db
+
+
+def _user(name: str, *perms: str) -> User:
+    user = User.objects.create_user(name, password="pw-for-tests-1")
+    user.user_permissions.add(
+        *Permission.objects.filter(content_type__app_label="netboxrw", codename__in=perms)
+    )
+    return User.objects.get(pk=user.pk)
+
+
+def _pending(requester: User, summary: str = "Create device ams-r1") -> ChangeRequest:
+    plan = Plan(
+        "netbox_create_device",
+        summary,
+        [
+            create_op(
+                "dcim/devices",
+                "ams-r1",
+                {"name": "ams-r1", "site": 1, "status": "active"},
+                shown={"site": "AMS"},
+            ),
+            update_op(
+                "dcim/sites",
+                {"id": 1, "name": "AMS", "description": "old", "last_updated": "2026-01-01T00:00:00Z"},
+                {"description": "new"},
+                "AMS",
+            ),
+        ],
+    )
+    return services.change_request_create(
+        plan=plan, arguments={"name": "ams-r1"}, requester=services.Requester(user=requester, via="test")
+    )
+
+
+def _api(user: User | None) -> APIClient:
+    client = APIClient()
+    if user is not None:
+        client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.get_or_create(user=user)[0].key}")
+    return client
+
+
+def test_queue_page_lists_with_counts_and_filters() -> None:
+    alice = _user("alice", "view_changerequest")
+    first = _pending(alice)
+    other = _pending(_user("bob"), "Delete device old-r9")
+    ChangeRequest.objects.filter(pk=other.pk).update(state=ChangeState.REJECTED)
+    client = Client()
+    client.force_login(alice)
+    page = client.get("/changes/").content.decode()
+    assert f"#{first.pk}" in page and f"#{other.pk}" in page
+    assert "Pending review <strong>1</strong>" in page and "Rejected <strong>1</strong>" in page
+    filtered = client.get(
+        "/changes/?state=pending&requester=alice", headers={"HX-Request": "true"}
+    ).content.decode()
+    assert f"#{first.pk}" in filtered and f"#{other.pk}" not in filtered
+    assert "<html" not in filtered  # the table fragment only
+    assert f"#{first.pk}" in client.get("/changes/?object_type=dcim/sites").content.decode()
+
+
+def test_detail_shows_a_side_by_side_diff_and_review_only_for_others() -> None:
+    alice = _user("alice", "view_changerequest", "approve_changerequest")
+    bob = _user("bob", "view_changerequest", "approve_changerequest")
+    change = _pending(alice)
+    client = Client()
+    client.force_login(alice)
+    page = client.get(f"/changes/{change.pk}/").content.decode()
+    assert 'class="op op-create"' in page and 'class="op op-update"' in page
+    assert '<td class="before">old</td>' in page and '<td class="after">new</td>' in page
+    assert "AMS" in page  # the site is shown by name
+    assert "Approve and apply" not in page
+    assert "another engineer must review it" in page
+    response = client.post(f"/changes/{change.pk}/approve/")
+    assert response.status_code == 403
+    change.refresh_from_db()
+    assert change.state == ChangeState.PENDING
+    client.force_login(bob)
+    assert "Approve and apply" in client.get(f"/changes/{change.pk}/").content.decode()
+    rejected = client.post(
+        f"/changes/{change.pk}/reject/", {"comment": "not in the window"}, headers={"HX-Request": "true"}
+    )
+    assert rejected.status_code == 200
+    assert "Rejected" in rejected.content.decode() and "not in the window" in rejected.content.decode()
+
+
+def test_pages_need_login_and_the_view_permission() -> None:
+    change = _pending(_user("alice"))
+    assert Client().get("/changes/").status_code == 302
+    client = Client()
+    client.force_login(_user("nobody"))
+    assert client.get("/changes/").status_code == 403
+    assert client.get(f"/changes/{change.pk}/").status_code == 403
+
+
+def test_api_list_detail_and_review_rules() -> None:
+    alice = _user("alice", "view_changerequest", "approve_changerequest")
+    viewer = _user("viewer", "view_changerequest")
+    bob = _user("bob", "view_changerequest", "approve_changerequest")
+    change = _pending(alice)
+
+    listing = _api(viewer).get("/api/change-requests/?state=pending").json()
+    assert listing["count"] == 1
+    detail = _api(viewer).get(f"/api/change-requests/{change.pk}/").json()
+    assert detail["state"] == "pending" and detail["requested_by"] == "alice"
+    assert [d["action"] for d in detail["diff"]] == ["create", "update"]
+    assert detail["events"][0]["to_state"] == "pending"
+
+    assert _api(None).get("/api/change-requests/").status_code == 401
+    assert _api(_user("nobody")).get("/api/change-requests/").status_code == 403
+    own = _api(alice).post(f"/api/change-requests/{change.pk}/approve/", {"comment": "mine"}, format="json")
+    assert own.status_code == 403 and "requester" in own.json()["error"]
+    assert (
+        _api(viewer).post(f"/api/change-requests/{change.pk}/approve/", {}, format="json").status_code == 403
+    )
+    assert (
+        _api(bob)
+        .post(f"/api/change-requests/{change.pk}/reject/", {"comment": "no"}, format="json")
+        .status_code
+        == 200
+    )
+    again = _api(bob).post(f"/api/change-requests/{change.pk}/approve/", {}, format="json")
+    assert again.status_code == 409 and "rejected" in again.json()["error"]
+    assert _api(bob).post(
+        f"/api/change-requests/{change.pk}/approve/", {"comment": 5}, format="json"
+    ).status_code in (400, 409)
+    assert _api(bob).get("/api/change-requests/999999/").status_code == 404
+
+
+@pytest.mark.django_db(transaction=True)
+def test_api_approval_applies_through_the_executor(netbox: NetBoxInstance, settings: Any) -> None:
+    settings.NETBOX_URL, settings.NETBOX_TOKEN = netbox.url, netbox.token_v2
+    from netboxrw.config import netbox_client
+
+    client = netbox_client()
+    assert client is not None
+    lab = make_lab(client)
+    alice, bob = (
+        _user("alice", "view_changerequest"),
+        _user("bob", "view_changerequest", "approve_changerequest"),
+    )
+    plan = Plan(
+        "netbox_ensure_vlan",
+        "Ensure VLAN 300",
+        [
+            create_op(
+                "ipam/vlans",
+                "VLAN 300",
+                {"vid": 300, "name": f"mgmt-{lab.tag}", "site": lab.site["id"]},
+                lookup={"vid": 300, "site": lab.site["id"]},
+            )
+        ],
+    )
+    change = services.change_request_create(
+        plan=plan, arguments={}, requester=services.Requester(user=alice, via="test")
+    )
+    response = _api(bob).post(f"/api/change-requests/{change.pk}/approve/", {"comment": "go"}, format="json")
+    assert response.status_code == 200, response.content
+    assert response.json()["state"] == "applied"
+    assert client.page("ipam/vlans", {"vid": 300, "site_id": lab.site["id"]}).count == 1
+
+
+def test_expiry(settings: Any) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    change = _pending(_user("alice"))
+    ChangeRequest.objects.filter(pk=change.pk).update(created=timezone.now() - timedelta(hours=100))
+    settings.CHANGE_REQUEST_TTL_HOURS = 72
+    assert services.change_requests_expire() == 1
+    change.refresh_from_db()
+    assert change.state == ChangeState.EXPIRED
+    assert change.events.last().actor_label == "system"

@@ -1,0 +1,157 @@
+"""``manage.py seed_netbox`` against the real NetBox: one region seeded, checked, re-run, purged.
+
+The seeder is deterministic (fixed names and addresses in 172.16.0.0/12, which no other test
+uses), so this test purges before and after itself.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import itertools
+import re
+from collections import defaultdict
+from io import StringIO
+from typing import Any
+
+import pytest
+from django.core.management import call_command
+
+from netboxrw.client import NetBoxClient
+from netboxrw.config import netbox_client
+from netboxrw.models import ChangeRequest, ChangeState
+from netboxrw.reads import prefixes_by_location
+from netboxrw.seed.desired import PURGE_ORDER, TAG
+from netboxrw.seed.network import build
+from netboxrw.seed.reconcile import seed
+from tests.netboxrw.lab import changelog_count
+from tests.support.netbox_server import NetBoxInstance
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(900)]
+
+# One region: 5 countries x (2 campuses + 10 branches) + 2 data centers.
+EXPECTED = {
+    "dcim/regions": 1 + 5,
+    "dcim/site-groups": 3,
+    "dcim/sites": 5 * 12 + 2,
+    "dcim/devices": 10 * 8 + 50 * 2 + 2 * (4 + 20),
+    # campus: wan 2x2, core 1+2+5+2, access 5x(1+1+8); branch: 2 mgmt; dc: spine 4x21, leaf 20x6
+    "dcim/interfaces": 10 * 64 + 50 * 2 + 2 * (84 + 120),
+    "dcim/cables": 10 * (2 + 5) + 2 * 80,
+    "ipam/vlans": 10 * 2 + 2 * 20,
+    # management /24 per site, /31 per routed link, /24 per user VLAN and per leaf
+    "ipam/prefixes": 62 + (10 * 2 + 2 * 80) + 10 * 2 + 2 * 20,
+    # management per device, two per /31, one gateway per user/compute VLAN
+    "ipam/ip-addresses": 228 + 2 * (10 * 2 + 2 * 80) + 10 * 2 + 2 * 20,
+}
+NAME = re.compile(r"^[A-Z0-9]{5}-(?:(?:wan|cor|acc|spn)(?:00[1-9]|0[1-9]\d|[1-9]\d\d)|lea1\d\d\d)$")
+
+
+@pytest.fixture
+def nb(netbox: NetBoxInstance, settings: Any) -> NetBoxClient:
+    settings.NETBOX_URL = netbox.url
+    settings.NETBOX_TOKEN = netbox.token_v2
+    client = netbox_client()
+    assert client is not None
+    return client
+
+
+def _totals(client: NetBoxClient) -> dict[str, int]:
+    return {e: client.page(e, {}, limit=1).count for e in [*PURGE_ORDER, "dcim/interfaces", "extras/tags"]}
+
+
+def _tagged(client: NetBoxClient, endpoint: str) -> list[dict[str, Any]]:
+    return client.fetch_all(endpoint, {"tag": TAG})
+
+
+def test_seed_one_region_rerun_and_purge(nb: NetBoxClient) -> None:
+    call_command("seed_netbox", "--purge", stdout=StringIO())
+    before = _totals(nb)
+
+    changes = changelog_count(nb)
+    out = StringIO()
+    call_command("seed_netbox", "--regions", "NAM", "--dry-run", stdout=out)
+    assert changelog_count(nb) == changes, "a dry run writes nothing"
+    assert re.search(r"dcim/devices\s+228\s+228\s+0", out.getvalue()), out.getvalue()
+
+    call_command("seed_netbox", "--regions", "NAM", "--via-queue", stdout=StringIO())
+    queued = ChangeRequest.objects.get(tool="seed_netbox")
+    assert queued.state == ChangeState.PENDING
+    # every object (+ tag, 3 manufacturers, 5 roles, 3 platforms, 5 types) created, then 228 primary IPs
+    assert len(queued.plan["operations"]) == sum(EXPECTED.values()) + 17 + 228
+    assert changelog_count(nb) == changes, "queueing writes nothing to NetBox"
+
+    out = StringIO()
+    call_command("seed_netbox", "--regions", "NAM", stdout=out)
+    assert "dcim/cables" in out.getvalue()
+    try:
+        _check_seeded(nb)
+        # Nothing changed: a second run plans and writes nothing.
+        changes = changelog_count(nb)
+        report = seed(nb, build(["NAM"]), out=None)
+        assert report.written == 0, report.counts
+        assert changelog_count(nb) == changes
+        assert report.counts["dcim/devices"]["unchanged"] == 2 * 228  # devices, then their primary IPs
+    finally:
+        call_command("seed_netbox", "--purge", stdout=StringIO())
+    assert _totals(nb) == before, "purge leaves NetBox as it was"
+
+
+def _check_seeded(nb: NetBoxClient) -> None:
+    for endpoint, count in EXPECTED.items():
+        assert len(_tagged(nb, endpoint)) == count, endpoint
+
+    devices = _tagged(nb, "dcim/devices")
+    assert all(NAME.match(d["name"]) for d in devices), [
+        d["name"] for d in devices if not NAME.match(d["name"])
+    ]
+    assert all(d["primary_ip4"] for d in devices)
+    sites = _tagged(nb, "dcim/sites")
+    assert len({s["name"] for s in sites}) == 62 and all(
+        re.fullmatch(r"[A-Z0-9]{5}", s["name"]) for s in sites
+    )
+
+    interfaces = {i["id"]: i for i in _tagged(nb, "dcim/interfaces")}
+    addresses = _tagged(nb, "ipam/ip-addresses")
+    by_network: dict[ipaddress.IPv4Network, list[dict[str, Any]]] = defaultdict(list)
+    for ip in addresses:
+        by_network[ipaddress.IPv4Interface(ip["address"]).network].append(ip)
+    prefixes = _tagged(nb, "ipam/prefixes")
+    assert all(p["scope_type"] == "dcim.site" and p["scope_id"] for p in prefixes)
+    p2p = [p for p in prefixes if p["prefix"].endswith("/31")]
+    assert len(p2p) == 180
+    for prefix in p2p:
+        ips = by_network[ipaddress.IPv4Network(prefix["prefix"])]
+        assert len(ips) == 2, prefix["prefix"]
+        ends = [interfaces[ip["assigned_object_id"]] for ip in ips]
+        assert all(ip["assigned_object_type"] == "dcim.interface" for ip in ips)
+        assert ends[0]["cable"] and ends[0]["cable"]["id"] == (ends[1]["cable"] or {}).get("id"), prefix
+
+    vlans = {v["id"]: v for v in _tagged(nb, "ipam/vlans")}
+    user = [p for p in prefixes if p["vlan"] and vlans[p["vlan"]["id"]]["vid"] in (100, 200)]
+    assert len(user) == 20 and all(p["prefix"].endswith("/24") for p in user)
+    for prefix in user:
+        gateway = by_network[ipaddress.IPv4Network(prefix["prefix"])]
+        assert [g["address"] for g in gateway] == [str(ipaddress.IPv4Network(prefix["prefix"])[1]) + "/24"]
+        iface = interfaces[gateway[0]["assigned_object_id"]]
+        assert iface["name"] == f"irb.{vlans[prefix['vlan']['id']]['vid']}"
+        assert iface["device"]["name"].endswith("-cor001")
+
+    answer = prefixes_by_location(nb, "USC01")
+    assert answer["kind"] == "site" and answer["count"] == 5
+    assert {p["prefix"] for p in answer["prefixes"]} >= {"172.18.0.0/24", "172.18.1.0/24", "172.16.0.0/24"}
+
+
+def test_the_network_is_deterministic_named_by_the_standard_and_its_prefixes_do_not_overlap() -> None:
+    network = build(None)
+    assert build(None) == network
+    codes = [s.code for s in network.sites]
+    assert len(codes) == len(set(codes)) == 4 * 62 and all(re.fullmatch(r"[A-Z0-9]{5}", c) for c in codes)
+    assert all(NAME.match(d.name) for d in network.devices)
+    assert len({d.name for d in network.devices}) == len(network.devices) == 4 * 228
+    prefixes = sorted((p for p, *_ in network.prefixes), key=lambda p: (p.network_address, p.prefixlen))
+    assert all(not a.overlaps(b) for a, b in itertools.pairwise(prefixes))
+    assert all(p.subnet_of(ipaddress.IPv4Network("172.16.0.0/12")) for p in prefixes)
+    vids = defaultdict(list)
+    for vlan in network.vlans:
+        vids[vlan.site].append(vlan.vid)
+    assert all(len(v) == len(set(v)) for v in vids.values())
