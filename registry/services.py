@@ -28,8 +28,8 @@ def llm_model_save(*, model: LLMModel) -> LLMModel:
 
     Making a model the default unsets the previous one in the same transaction. The first model
     ever saved becomes the default. Unsetting the default directly is refused: another model must
-    be made the default instead, so the agent always has one to use. Two concurrent "make default"
-    requests are serialised by row locks; the rare loser of a race on an empty table retries.
+    be made the default instead, so the agent always has one to use. Concurrent writers are
+    serialised by ``_lock_llm_models``; the rare loser of a race on an empty table retries.
     """
     # is_default is excluded from model validation: the partial unique index would reject the new
     # default before the old one is unset below; the index stays the backstop in the database.
@@ -47,8 +47,20 @@ def llm_model_save(*, model: LLMModel) -> LLMModel:
     return model
 
 
+def _lock_llm_models() -> None:
+    """Lock every model row, always in primary-key order, for the rest of the transaction.
+
+    Locking only the current default is not enough: two writers that both find no default (or
+    see it move under them) each insert into the partial unique index and wait on each other's
+    transaction, which PostgreSQL reports as a deadlock. The table holds a handful of rows, so
+    taking them all in one fixed order is cheap and makes every default change strictly serial.
+    """
+    list(LLMModel.objects.select_for_update().order_by("pk").values_list("pk", flat=True))
+
+
 def _llm_model_save_once(model: LLMModel) -> None:
-    current = list(LLMModel.objects.select_for_update().filter(is_default=True).exclude(pk=model.pk))
+    _lock_llm_models()
+    current = list(LLMModel.objects.filter(is_default=True).exclude(pk=model.pk))
     stored_default = LLMModel.objects.filter(pk=model.pk, is_default=True).exists()
     if not model.is_default and stored_default:
         raise ApplicationError(
@@ -64,10 +76,11 @@ def _llm_model_save_once(model: LLMModel) -> None:
 def llm_model_delete(*, model: LLMModel) -> None:
     """Delete ``model``; when it was the default, the most recently updated other model takes over."""
     with transaction.atomic():
-        was_default = model.is_default
+        _lock_llm_models()
+        was_default = LLMModel.objects.filter(pk=model.pk, is_default=True).exists()
         model.delete()
         if was_default:
-            successor = LLMModel.objects.select_for_update().order_by("-last_updated").first()
+            successor = LLMModel.objects.order_by("-last_updated").first()
             if successor is not None:
                 successor.is_default = True
                 successor.save(update_fields=["is_default"])
