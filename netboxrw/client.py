@@ -79,6 +79,8 @@ class NetBoxConfig:
     token: str
     timeout: float = 15.0
     verify_tls: bool = True
+    # Bulk writes of hundreds of objects (a seed, an approved change) take far longer than a read.
+    bulk_timeout: float = 300.0
 
 
 @cache
@@ -142,16 +144,18 @@ class NetBoxClient:
         params: Any = None,
         body: Any = None,
         headers: dict[str, str] | None = None,
+        timeout: float | None = None,
     ) -> requests.Response:
         with self._lock:
             self.requests_made += 1
+        timeout = timeout or self.config.timeout
         try:
             response = self.api.http_session.request(
-                method, url, params=params, json=body, headers=headers or {}
+                method, url, params=params, json=body, headers=headers or {}, timeout=timeout
             )
         except requests.Timeout:
             raise NetBoxError(
-                f"NetBox at {self.config.url} did not answer within {self.config.timeout:g} s", status=None
+                f"NetBox at {self.config.url} did not answer within {timeout:g} s", status=None
             ) from None
         except requests.RequestException as exc:
             raise NetBoxError(
@@ -262,7 +266,7 @@ class NetBoxClient:
         for item in items:
             self.check_fields(endpoint, item)
         body = [{**item, "changelog_message": message} if message else item for item in items]
-        return self._request("POST", self._url(endpoint), body=body).json()
+        return self._request("POST", self._url(endpoint), body=body, timeout=self.config.bulk_timeout).json()
 
     def update(
         self,
@@ -291,13 +295,13 @@ class NetBoxClient:
         for item in items:
             self.check_fields(endpoint, item)
         body = [{**item, "changelog_message": message} if message else item for item in items]
-        return self._request("PATCH", self._url(endpoint), body=body).json()
+        return self._request("PATCH", self._url(endpoint), body=body, timeout=self.config.bulk_timeout).json()
 
     def bulk_delete(self, endpoint: str, ids: list[int], *, message: str = "") -> None:
         if not ids:
             return
         body = [{"id": i, "changelog_message": message} if message else {"id": i} for i in ids]
-        self._request("DELETE", self._url(endpoint), body=body)
+        self._request("DELETE", self._url(endpoint), body=body, timeout=self.config.bulk_timeout)
 
     # --- idempotent helpers --------------------------------------------------------------------
 

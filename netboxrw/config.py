@@ -22,6 +22,7 @@ def netbox_client() -> NetBoxClient | None:
         url=settings.NETBOX_URL,
         token=settings.NETBOX_TOKEN,
         timeout=settings.NETBOX_TIMEOUT,
+        bulk_timeout=settings.NETBOX_BULK_TIMEOUT,
         verify_tls=settings.NETBOX_VERIFY_TLS,
     )
     if _client is None or _client.config != config:

@@ -155,11 +155,11 @@ class Executor:
                 if len(batch) > 1
                 else [self.client.create(first.endpoint, payload[0], message=self.message)]
             )
-            for op, obj in zip(batch, created, strict=True):
+            for op, data, obj in zip(batch, payload, created, strict=True):
                 self.created.append((op.endpoint, obj["id"], op.display))
                 if op.ref:
                     self.ids[op.ref] = obj["id"]
-                self._log(op, "created", payload[batch.index(op)], obj["id"])
+                self._log(op, "created", data, obj["id"])
             return [
                 {
                     "action": "create",

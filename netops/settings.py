@@ -208,6 +208,8 @@ NETBOX_URL = env.str("NETBOX_URL", default="")
 # A v2 token (nbt_<key>.<token>) or a v1 token (40 hex characters), from the environment only.
 NETBOX_TOKEN = env.str("NETBOX_TOKEN", default="")
 NETBOX_TIMEOUT = env.float("NETBOX_TIMEOUT", default=15.0)
+# Bulk writes (an approved change of hundreds of objects, manage.py seed_netbox) wait longer.
+NETBOX_BULK_TIMEOUT = env.float("NETBOX_BULK_TIMEOUT", default=300.0)
 NETBOX_VERIFY_TLS = env.bool("NETBOX_VERIFY_TLS", default=True)
 # Approved changes are logged as applied but never sent to NetBox.
 NETBOX_DRY_RUN = env.bool("NETBOX_DRY_RUN", default=False)

@@ -17,6 +17,7 @@ from __future__ import annotations
 from ipaddress import IPv4Network
 
 REGION_ORDER = ("NAM", "ASPAC", "EMEA", "LATAM")
+SUPERNET = IPv4Network("172.16.0.0/12")
 
 
 def _base(region: str) -> int:

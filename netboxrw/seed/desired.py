@@ -26,8 +26,8 @@ def tag_phase(network: Network) -> list[Desired]:
     return [Desired("extras/tags", {"slug": TAG}, {"slug": TAG, **data}, ref=TAG_REF, display=f"tag {TAG}")]
 
 
-def catalog_phase(network: Network) -> list[Desired]:
-    """Regions (parents, then countries), site groups, manufacturers, roles, platforms, device types."""
+def regions_phase(network: Network) -> list[Desired]:
+    """Each region, then its countries as child regions (a parent must exist before its children)."""
     out: list[Desired] = []
     for region in network.regions:
         out.append(
@@ -40,9 +40,15 @@ def catalog_phase(network: Network) -> list[Desired]:
             )
         )
     for region in network.regions:
-        for code, name in REGIONS[region][1]:
+        for code, name in network.countries[region]:
             data = {"name": name, "parent": Ref(f"region:{region}")}
             out.append(_d("dcim/regions", {"slug": code.lower()}, data, f"region:{code}", f"region {name}"))
+    return out
+
+
+def catalog_phase(network: Network) -> list[Desired]:
+    """What every region shares: site groups, manufacturers, roles, platforms, device types."""
+    out: list[Desired] = []
     for slug, name in SITE_GROUPS.items():
         out.append(
             _d("dcim/site-groups", {"slug": slug}, {"name": name}, f"group:{slug}", f"site group {name}")
@@ -202,9 +208,11 @@ def primary_ips_phase(network: Network) -> list[Desired]:
     ]
 
 
-PHASES: list[tuple[str, Callable[[Network], list[Desired]]]] = [
+Phase = Callable[[Network], list[Desired]]
+PHASES: list[tuple[str, Phase]] = [
     ("tag", tag_phase),
     ("catalog", catalog_phase),
+    ("regions", regions_phase),
     ("sites", sites_phase),
     ("vlans", vlans_phase),
     ("devices", devices_phase),
@@ -214,6 +222,19 @@ PHASES: list[tuple[str, Callable[[Network], list[Desired]]]] = [
     ("ip-addresses", addresses_phase),
     ("primary-ips", primary_ips_phase),
 ]
+# Phases every region needs: ``--via-queue`` puts them in a change request of their own.
+SHARED_PHASES = ("tag", "catalog")
+# Endpoints whose objects the seeder may find already in NetBox without its tag (a region "us", a
+# manufacturer "cisco"): it uses them as they are, never changes them and never purges them.
+# Any other object of the seeder found untagged is someone else's: the seeder refuses to touch it.
+REUSABLE = (
+    "dcim/regions",
+    "dcim/site-groups",
+    "dcim/manufacturers",
+    "dcim/device-roles",
+    "dcim/platforms",
+    "dcim/device-types",
+)
 # What --purge deletes, in this order (dependents first); interfaces go with their devices.
 PURGE_ORDER = [
     "dcim/cables",

@@ -110,6 +110,7 @@ class Link:
 @dataclass
 class Network:
     regions: list[str]
+    countries: dict[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)  # per region
     sites: list[Site] = field(default_factory=list)
     devices: list[Device] = field(default_factory=list)
     vlans: list[Vlan] = field(default_factory=list)
@@ -118,13 +119,36 @@ class Network:
     # (prefix, site code, VID or None, description)
 
 
-def build(regions: list[str] | None = None) -> Network:
-    """The demo network for ``regions`` (all four when None), in dependency order."""
+def build(regions: list[str] | None = None, countries: int | None = None) -> Network:
+    """The demo network for ``regions`` (all four when None), in dependency order.
+
+    ``countries`` keeps only the first n countries of each region with their sites (data centers
+    included: the first country holds one). Every object kept is the full network's object, same
+    name and same addresses, so a quick demo and a later full seed agree.
+    """
     chosen = [r for r in REGIONS if regions is None or r in regions]
-    network = Network(regions=chosen)
+    network = Network(regions=chosen, countries={r: REGIONS[r][1] for r in chosen})
     for region in chosen:
         _build_region(network, region)
-    return network
+    return network if countries is None else _subset(network, countries)
+
+
+def _subset(network: Network, countries: int) -> Network:
+    kept = {r: c[:countries] for r, c in network.countries.items()}
+    codes = {code for chosen in kept.values() for code, _ in chosen}
+    sites = [s for s in network.sites if s.country in codes]
+    names = {s.code for s in sites}
+    devices = [d for d in network.devices if d.site in names]
+    on_site = {d.name for d in devices}
+    return Network(
+        regions=network.regions,
+        countries=kept,
+        sites=sites,
+        devices=devices,
+        vlans=[v for v in network.vlans if v.site in names],
+        links=[link for link in network.links if link.a[0] in on_site],
+        prefixes=[p for p in network.prefixes if p[1] in names],
+    )
 
 
 def _build_region(network: Network, region: str) -> None:

@@ -15,15 +15,17 @@ from typing import Any, Protocol
 
 from netboxrw.client import NetBoxClient, NetBoxError
 from netboxrw.executor import Executor, batches
-from netboxrw.models import ChangeRequest
+from netboxrw.models import ChangeRequest, ChangeState
 from netboxrw.planner import Desired, Planner
 from netboxrw.plans import Operation, Plan
-from netboxrw.seed.desired import PHASES, PURGE_ORDER, TAG
+from netboxrw.seed.addressing import SUPERNET
+from netboxrw.seed.desired import PHASES, PURGE_ORDER, REUSABLE, SHARED_PHASES, TAG, TAG_REF, Phase
 from netboxrw.seed.network import Network
 from netboxrw.seed.network import build as build_network
 from netboxrw.services import Requester, change_request_create
 
 MESSAGE = "manage.py seed_netbox"
+SHOWN = 5  # foreign objects named in a refusal
 PURGE_PART = 500  # ids per bulk DELETE (regions: children first, in order, so in one request)
 
 
@@ -42,6 +44,10 @@ class Report:
     @property
     def written(self) -> int:
         return sum(c["created"] + c["updated"] + c["deleted"] for c in self.counts.values())
+
+
+class SeedRefused(Exception):
+    """NetBox holds objects the seeder would have to change but did not create: nothing is touched."""
 
 
 class Writer(Protocol):
@@ -71,13 +77,14 @@ def seed(
     """Make NetBox hold ``network``; with ``dry_run`` only plan (the plans are in the report)."""
     report = Report()
     before, started = client.requests_made, time.perf_counter()
+    _refuse_foreign(client, network)
     planner = Planner(client)
     progress = Progress(out)
     for name, build in PHASES:
         desired = build(network)
         if dry_run and name == "primary-ips":
             desired = _known_devices(planner, desired, report)
-        operations = planner.plan(desired)
+        operations = _owned(planner, planner.plan(desired), report)
         _count(report, desired, operations)
         plan = Plan("seed_netbox", f"seed_netbox: {name}", operations)
         report.plans.append(plan)
@@ -95,13 +102,77 @@ def _known_devices(planner: Planner, desired: list[Desired], report: Report) -> 
     return known
 
 
+def _refuse_foreign(client: NetBoxClient, network: Network) -> None:
+    """Refuse before writing anything when a site, prefix or address of the plan exists untagged.
+
+    Those are the likely collisions in a NetBox in use (172.16.0.0/12 is common private space);
+    the seeder would otherwise take them over and ``--purge`` would later delete them. Three kinds
+    of bulk read: untagged sites by slug, untagged prefixes and addresses inside the demo supernet.
+    """
+    untagged = {"tag__n": TAG} if client.find_one("extras/tags", {"slug": TAG}) is not None else {}
+    found: list[str] = []
+    slugs = sorted(site.code.lower() for site in network.sites)
+    for start in range(0, len(slugs), 100):
+        filters = {"slug": slugs[start : start + 100], **untagged}
+        found += [f"site {o['slug']}" for o in client.fetch_all("dcim/sites", filters, fields=["slug"])]
+    ours = {str(prefix) for prefix, *_ in network.prefixes}
+    filters = {"within_include": str(SUPERNET), **untagged}
+    found += [
+        f"prefix {o['prefix']}"
+        for o in client.fetch_all("ipam/prefixes", filters, fields=["prefix"])
+        if o["prefix"] in ours
+    ]
+    addresses = {i.address for d in network.devices for i in d.interfaces if i.address}
+    filters = {"parent": str(SUPERNET), **untagged}
+    found += [
+        f"IP address {o['address']}"
+        for o in client.fetch_all("ipam/ip-addresses", filters, fields=["address"])
+        if o["address"] in addresses
+    ]
+    if found:
+        raise SeedRefused(_foreign_message(found))
+
+
+def _owned(planner: Planner, operations: list[Operation], report: Report) -> list[Operation]:
+    """``operations`` without changes to objects that exist without the seeder's tag.
+
+    Shared kinds (regions, site groups, manufacturers, roles, platforms, device types) found
+    untagged are used as they are (counted as ``reused``); any other untagged object refuses the run.
+    """
+    tag_id = planner.ids.get(TAG_REF)
+    kept: list[Operation] = []
+    foreign: list[str] = []
+    for op in operations:
+        tags = (op.before or {}).get("tags", [])
+        if op.action == "update" and "tags" in op.data and (tag_id is None or tag_id not in tags):
+            if op.endpoint in REUSABLE:
+                report.add(op.endpoint, "reused")
+            else:
+                foreign.append(f"{op.display} ({op.endpoint} #{op.id})")
+            continue
+        kept.append(op)
+    if foreign:
+        raise SeedRefused(_foreign_message(foreign))
+    return kept
+
+
+def _foreign_message(found: list[str]) -> str:
+    more = f" and {len(found) - SHOWN} more" if len(found) > SHOWN else ""
+    return (
+        f"NetBox already holds {len(found)} object(s) of the demo network that the seeder did not "
+        f"create (no {TAG} tag): {', '.join(found[:SHOWN])}{more}. The seeder never changes or purges "
+        "objects it does not own: rename or delete them, or seed another NetBox."
+    )
+
+
 def _count(report: Report, desired: list[Desired], operations: list[Operation]) -> None:
     changed: Counter[str] = Counter()
     for op in operations:
         report.add(op.endpoint, "created" if op.action == "create" else "updated")
         changed[op.endpoint] += 1
     for endpoint, total in Counter(d.endpoint for d in desired).items():
-        report.add(endpoint, "unchanged", total - changed[endpoint])
+        reused = report.counts.get(endpoint, Counter())["reused"]
+        report.add(endpoint, "unchanged", total - changed[endpoint] - reused)
 
 
 def _apply(client: NetBoxClient, planner: Planner, name: str, plan: Plan, progress: Progress) -> None:
@@ -158,7 +229,9 @@ def _children_first(regions: list[dict[str, Any]]) -> list[int]:
     return [r["id"] for r in regions if r.get("parent")] + [r["id"] for r in regions if not r.get("parent")]
 
 
-def summary_table(report: Report, columns: tuple[str, ...] = ("created", "updated", "unchanged")) -> str:
+def summary_table(
+    report: Report, columns: tuple[str, ...] = ("created", "updated", "unchanged", "reused")
+) -> str:
     rows = [f"{'object type':<20}" + "".join(f"{c:>11}" for c in columns)]
     for endpoint in sorted(report.counts):
         counts = report.counts[endpoint]
@@ -169,6 +242,74 @@ def summary_table(report: Report, columns: tuple[str, ...] = ("created", "update
     return "\n".join(rows)
 
 
+OPEN_STATES = (ChangeState.PENDING, ChangeState.APPROVED, ChangeState.APPLYING)
+QUEUED_VIA = "manage.py seed_netbox --via-queue"
+
+
+@dataclass
+class Queued:
+    """What ``--via-queue`` did for one part (``shared`` or a region), in words, and its request."""
+
+    part: str
+    message: str
+    change: ChangeRequest | None = None
+
+
+def queue(client: NetBoxClient, regions: list[str], countries: int | None = None) -> list[Queued]:
+    """Queue the seed as change requests for review: the shared objects first, then one per region.
+
+    Every region uses the same tag, site groups, manufacturers, roles, platforms and device types.
+    Put into each region's request, they would be created by the first approval and make every
+    other request conflict. So while any is missing (or differs) they form one request of their
+    own, and the regions are queued by the next run, after that request is applied; the regions
+    then refer to them by id. A part whose request is still open is not queued again.
+    """
+    open_requests = {
+        str(change.arguments.get("part", "")): change
+        for change in ChangeRequest.objects.filter(tool="seed_netbox", state__in=OPEN_STATES)
+    }
+    if "shared" in open_requests:
+        return [_waiting(open_requests["shared"])]
+    network = build_network(regions, countries)
+    _refuse_foreign(client, network)
+    planner = Planner(client)
+    report = Report()
+    shared = [
+        op for name, build in PHASES if name in SHARED_PHASES for op in _plan(planner, build, network, report)
+    ]
+    if shared:
+        plan = Plan(
+            "seed_netbox", "seed_netbox: demo data shared by every region (tag, site groups, catalog)", shared
+        )
+        change = _create(plan, "shared")
+        return [
+            Queued(
+                "shared",
+                f"change request #{change.pk} ({len(shared)} operations): approve it, then run "
+                "--via-queue again to queue the regions",
+                change,
+            )
+        ]
+    queued: list[Queued] = []
+    for region in network.regions:
+        if region in open_requests:
+            change = open_requests[region]
+            queued.append(
+                Queued(region, f"already queued as change request #{change.pk} ({change.state})", change)
+            )
+            continue
+        region_network = build_network([region], countries)
+        plan = region_plan(client, region_network)
+        if plan.is_noop:
+            queued.append(Queued(region, "nothing to change"))
+            continue
+        change = _create(plan, region, region_network)
+        queued.append(
+            Queued(region, f"change request #{change.pk} ({len(plan.operations)} operations)", change)
+        )
+    return queued
+
+
 def region_plan(client: NetBoxClient, network: Network) -> Plan:
     """Every phase of ``network`` as one plan (nothing written): what ``--via-queue`` stores for review.
 
@@ -176,42 +317,39 @@ def region_plan(client: NetBoxClient, network: Network) -> Plan:
     at the device by ``ref`` (the executor binds it when the plan is applied).
     """
     planner = Planner(client)
+    report = Report()
     operations: list[Operation] = []
     for name, build in PHASES:
+        if name != "primary-ips":
+            operations += _plan(planner, build, network, report)
+            continue
         desired = build(network)
-        if name == "primary-ips":
-            for item in desired:
-                if planner.ids.get(item.ref or "") is None:
-                    operations.append(
-                        Operation(
-                            "update",
-                            item.endpoint,
-                            item.display,
-                            data=planner.resolve(item.data),
-                            ref=item.ref,
-                        )
-                    )
-            desired = [d for d in desired if planner.ids.get(d.ref or "") is not None]
-        operations += planner.plan(desired)
+        for item in desired:
+            if planner.ids.get(item.ref or "") is None:
+                data = planner.resolve(item.data)
+                operations.append(Operation("update", item.endpoint, item.display, data=data, ref=item.ref))
+        known = [d for d in desired if planner.ids.get(d.ref or "") is not None]
+        operations += _owned(planner, planner.plan(known), report)
     return Plan("seed_netbox", f"seed_netbox: demo data for {', '.join(network.regions)}", operations)
 
 
-def queue(client: NetBoxClient, regions: list[str]) -> list[tuple[str, ChangeRequest | None]]:
-    """One pending change request per region (objects shared by regions go into each that needs them).
+def _plan(planner: Planner, build: Phase, network: Network, report: Report) -> list[Operation]:
+    return _owned(planner, planner.plan(build(network)), report)
 
-    Those shared objects (tag, catalog, parent regions) are in every request while they are missing:
-    once one request is approved, the others conflict on them and must be queued again.
-    """
-    queued: list[tuple[str, ChangeRequest | None]] = []
-    for region in regions:
-        plan = region_plan(client, build_network([region]))
-        if plan.is_noop:
-            queued.append((region, None))
-            continue
-        change = change_request_create(
-            plan=plan,
-            arguments={"regions": [region]},
-            requester=Requester(user=None, via="manage.py seed_netbox --via-queue"),
-        )
-        queued.append((region, change))
-    return queued
+
+def _waiting(change: ChangeRequest) -> Queued:
+    return Queued(
+        "shared",
+        f"change request #{change.pk} ({change.state}) holds the objects every region shares: "
+        "once it is applied, run --via-queue again to queue the regions",
+        change,
+    )
+
+
+def _create(plan: Plan, part: str, network: Network | None = None) -> ChangeRequest:
+    arguments: dict[str, Any] = {"part": part}
+    if network is not None:
+        arguments["countries"] = [code for code, _ in network.countries[part]]
+    return change_request_create(
+        plan=plan, arguments=arguments, requester=Requester(user=None, via=QUEUED_VIA)
+    )

@@ -14,8 +14,10 @@ from io import StringIO
 from typing import Any
 
 import pytest
-from django.core.management import call_command
+from django.contrib.auth.models import Permission, User
+from django.core.management import CommandError, call_command
 
+from netboxrw import services
 from netboxrw.client import NetBoxClient
 from netboxrw.config import netbox_client
 from netboxrw.models import ChangeRequest, ChangeState
@@ -46,6 +48,21 @@ EXPECTED = {
 NAME = re.compile(r"^[A-Z0-9]{5}-(?:(?:wan|cor|acc|spn)(?:00[1-9]|0[1-9]\d|[1-9]\d\d)|lea1\d\d\d)$")
 
 
+# --countries 1 of NAM: the United States with 2 campuses, 10 branches and data center USD01.
+EXPECTED_US = {
+    "dcim/regions": 2,
+    "dcim/sites": 13,
+    "dcim/devices": 2 * 8 + 10 * 2 + 24,
+    "dcim/interfaces": 2 * 64 + 10 * 2 + 84 + 120,
+    "dcim/cables": 2 * 7 + 80,
+    "ipam/vlans": 2 * 2 + 20,
+    "ipam/prefixes": 13 + (2 * 2 + 80) + 2 * 2 + 20,
+    "ipam/ip-addresses": 60 + 2 * (2 * 2 + 80) + 2 * 2 + 20,
+}
+# The tag and what every region shares: 3 site groups, 3 manufacturers, 5 roles, 3 platforms, 5 types.
+SHARED = 1 + 3 + 3 + 5 + 3 + 5
+
+
 @pytest.fixture
 def nb(netbox: NetBoxInstance, settings: Any) -> NetBoxClient:
     settings.NETBOX_URL = netbox.url
@@ -53,6 +70,27 @@ def nb(netbox: NetBoxInstance, settings: Any) -> NetBoxClient:
     client = netbox_client()
     assert client is not None
     return client
+
+
+@pytest.fixture
+def reviewer() -> User:
+    user = User.objects.create_user("reviewer", password="pw-for-tests-1")
+    user.user_permissions.add(
+        *Permission.objects.filter(
+            content_type__app_label="netboxrw", codename__in=["view_changerequest", "approve_changerequest"]
+        )
+    )
+    return User.objects.get(pk=user.pk)
+
+
+def _run(*args: str) -> str:
+    out = StringIO()
+    call_command("seed_netbox", *args, stdout=out)
+    return out.getvalue()
+
+
+def _check_counts(nb: NetBoxClient, expected: dict[str, int]) -> None:
+    assert {e: len(_tagged(nb, e)) for e in expected} == expected
 
 
 def _totals(client: NetBoxClient) -> dict[str, int]:
@@ -73,17 +111,11 @@ def test_seed_one_region_rerun_and_purge(nb: NetBoxClient) -> None:
     assert changelog_count(nb) == changes, "a dry run writes nothing"
     assert re.search(r"dcim/devices\s+228\s+228\s+0", out.getvalue()), out.getvalue()
 
-    call_command("seed_netbox", "--regions", "NAM", "--via-queue", stdout=StringIO())
-    queued = ChangeRequest.objects.get(tool="seed_netbox")
-    assert queued.state == ChangeState.PENDING
-    # every object (+ tag, 3 manufacturers, 5 roles, 3 platforms, 5 types) created, then 228 primary IPs
-    assert len(queued.plan["operations"]) == sum(EXPECTED.values()) + 17 + 228
-    assert changelog_count(nb) == changes, "queueing writes nothing to NetBox"
-
     out = StringIO()
     call_command("seed_netbox", "--regions", "NAM", stdout=out)
     assert "dcim/cables" in out.getvalue()
     try:
+        _check_counts(nb, EXPECTED)
         _check_seeded(nb)
         # Nothing changed: a second run plans and writes nothing.
         changes = changelog_count(nb)
@@ -97,9 +129,6 @@ def test_seed_one_region_rerun_and_purge(nb: NetBoxClient) -> None:
 
 
 def _check_seeded(nb: NetBoxClient) -> None:
-    for endpoint, count in EXPECTED.items():
-        assert len(_tagged(nb, endpoint)) == count, endpoint
-
     devices = _tagged(nb, "dcim/devices")
     assert all(NAME.match(d["name"]) for d in devices), [
         d["name"] for d in devices if not NAME.match(d["name"])
@@ -155,3 +184,89 @@ def test_the_network_is_deterministic_named_by_the_standard_and_its_prefixes_do_
     for vlan in network.vlans:
         vids[vlan.site].append(vlan.vid)
     assert all(len(v) == len(set(v)) for v in vids.values())
+
+
+def test_via_queue_shared_objects_first_then_one_reviewed_request_per_region(
+    nb: NetBoxClient, reviewer: User
+) -> None:
+    _run("--purge")
+    before, changes = _totals(nb), changelog_count(nb)
+
+    out = _run("--regions", "NAM", "--countries", "1", "--via-queue")
+    shared = ChangeRequest.objects.get(tool="seed_netbox")
+    assert f"shared: change request #{shared.pk} ({SHARED} operations)" in out
+    assert shared.state == ChangeState.PENDING and shared.arguments == {"part": "shared"}
+    assert "again" in _run("--regions", "NAM", "--countries", "1", "--via-queue")  # waits for it
+    assert ChangeRequest.objects.count() == 1 and changelog_count(nb) == changes, "queueing writes nothing"
+
+    try:
+        applied = services.change_request_approve(change_id=shared.pk, reviewer=reviewer)
+        assert applied.state == ChangeState.APPLIED, applied.error
+
+        out = _run("--regions", "NAM", "--countries", "1", "--via-queue")
+        region = ChangeRequest.objects.exclude(pk=shared.pk).get()
+        operations = region.plan["operations"]
+        # every object of the region created (none of the shared ones again), then 60 primary IPs
+        assert len(operations) == sum(EXPECTED_US.values()) + 60, out
+        assert f"NAM: change request #{region.pk}" in out
+        assert not {op["endpoint"] for op in operations} & {"extras/tags", "dcim/manufacturers"}
+        assert f"already queued as change request #{region.pk}" in _run(
+            "--regions", "NAM", "--countries", "1", "--via-queue"
+        )
+
+        applied = services.change_request_approve(change_id=region.pk, reviewer=reviewer)
+        assert applied.state == ChangeState.APPLIED, applied.error
+        _check_counts(nb, EXPECTED_US)
+        # The reviewed path and the direct path agree: a direct run finds nothing to do.
+        assert seed(nb, build(["NAM"], countries=1), out=None).written == 0
+        assert "NAM: nothing to change" in _run("--regions", "NAM", "--countries", "1", "--via-queue")
+    finally:
+        _run("--purge")
+    assert _totals(nb) == before
+
+
+def test_foreign_objects_are_refused_or_reused_and_an_interrupted_seed_resumes(nb: NetBoxClient) -> None:
+    _run("--purge")
+    site = nb.create("dcim/sites", {"name": "USC01", "slug": "usc01"})
+    maker = nb.find_one("dcim/manufacturers", {"slug": "cisco"}) or nb.create(
+        "dcim/manufacturers", {"name": "Cisco", "slug": "cisco", "description": "theirs"}
+    )
+    before, changes = _totals(nb), changelog_count(nb)
+    try:
+        with pytest.raises(CommandError, match=r"1 object\(s\).*site usc01.*never changes or purges"):
+            _run("--regions", "NAM", "--countries", "1")
+        assert changelog_count(nb) == changes, "refused before writing anything"
+        nb.bulk_delete("dcim/sites", [site["id"]])
+
+        # Interrupted as cabling starts (bulk writes are atomic: a run stops between them), then again.
+        with pytest.raises(KeyboardInterrupt):
+            seed(nb, build(["NAM"], countries=1), out=_InterruptAt("cables"))
+        assert len(_tagged(nb, "dcim/interfaces")) == EXPECTED_US["dcim/interfaces"]
+        assert not _tagged(nb, "dcim/cables") and not _tagged(nb, "ipam/prefixes")
+        report = seed(nb, build(["NAM"], countries=1), out=None)
+        assert report.counts["dcim/devices"]["created"] == 0 and report.counts["dcim/cables"]["created"] > 0
+        _check_counts(nb, EXPECTED_US)
+        # Their manufacturer is used as it is: not tagged, not changed, not purged.
+        assert report.counts["dcim/manufacturers"]["reused"] == 1
+        dry_run = _run("--regions", "NAM", "--countries", "1", "--dry-run")
+        assert re.search(r"dcim/manufacturers\s+0\s+0\s+2\s+1\n", dry_run), dry_run
+        _run("--purge")
+        kept = nb.find_one("dcim/manufacturers", {"slug": "cisco"})
+        assert kept is not None and kept["tags"] == [] and kept["description"] == maker["description"]
+    finally:
+        _run("--purge")
+    assert _totals(nb) == {**before, "dcim/sites": before["dcim/sites"] - 1}
+
+
+class _InterruptAt:
+    """A progress writer that stops the run (as Ctrl-C would) when ``phase`` starts writing."""
+
+    def __init__(self, phase: str) -> None:
+        self.phase = phase
+
+    def write(self, text: str, /) -> None:
+        if text.startswith(f"\r{self.phase} "):
+            raise KeyboardInterrupt
+
+    def flush(self) -> None:
+        pass

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser, OutputWrapper
 
-from netboxrw.client import NetBoxClient, NetBoxError
+from netboxrw.client import NetBoxError
 from netboxrw.config import netbox_client
 from netboxrw.seed.network import REGIONS, build
-from netboxrw.seed.reconcile import purge, queue, seed, summary_table
-
-BULK_TIMEOUT = 600.0
+from netboxrw.seed.reconcile import SeedRefused, purge, queue, seed, summary_table
 
 
 class _Raw:
@@ -33,6 +30,13 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--regions", default="", help="comma-separated subset of " + ",".join(REGIONS))
+        parser.add_argument(
+            "--countries",
+            type=int,
+            choices=range(1, 6),
+            metavar="N",
+            help="only the first N (1-5) countries of each region, for quick demos (same objects as the full seed)",
+        )
         parser.add_argument("--dry-run", action="store_true", help="print the plan's counts, write nothing")
         parser.add_argument(
             "--via-queue", action="store_true", help="queue one change request per region instead of writing"
@@ -44,11 +48,9 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        shared = netbox_client()
-        if shared is None:
+        client = netbox_client()
+        if client is None:
             raise CommandError("NetBox is not configured (NETBOX_URL, NETBOX_TOKEN)")
-        # Bulk POSTs of hundreds of objects take longer than an interactive read may.
-        client = NetBoxClient(replace(shared.config, timeout=max(shared.config.timeout, BULK_TIMEOUT)))
         regions = [r.strip().upper() for r in options["regions"].split(",") if r.strip()] or list(REGIONS)
         unknown = [r for r in regions if r not in REGIONS]
         if unknown:
@@ -59,22 +61,19 @@ class Command(BaseCommand):
                 self.stdout.write(summary_table(report, ("deleted",)))
                 return
             if options["via_queue"]:
-                self._queue(client, regions)
+                for part in queue(client, regions, options["countries"]):
+                    self.stdout.write(f"{part.part}: {part.message}")
                 return
-            report = seed(client, build(regions), dry_run=options["dry_run"], out=_Raw(self.stdout))
+            report = seed(
+                client,
+                build(regions, options["countries"]),
+                dry_run=options["dry_run"],
+                out=_Raw(self.stdout),
+            )
+        except SeedRefused as exc:
+            raise CommandError(str(exc)) from exc
         except NetBoxError as exc:
             raise CommandError(f"{exc} (run again to resume)") from exc
         if options["dry_run"]:
             self.stdout.write("dry run: nothing written")
-            self.stdout.write(summary_table(report, ("created", "updated", "unchanged")))
-        else:
-            self.stdout.write(summary_table(report))
-
-    def _queue(self, client: NetBoxClient, regions: list[str]) -> None:
-        for region, change in queue(client, regions):
-            if change is None:
-                self.stdout.write(f"{region}: nothing to change")
-            else:
-                self.stdout.write(
-                    f"{region}: change request #{change.pk} ({len(change.plan['operations'])} operations)"
-                )
+        self.stdout.write(summary_table(report))
