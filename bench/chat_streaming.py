@@ -42,11 +42,10 @@ import os
 import re
 import shutil
 import statistics
-import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,7 +54,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from autobahn.asyncio.websocket import WebSocketClientFactory, WebSocketClientProtocol
 
-from bench._setup import ROOT, django_on_scratch_db, percentile
+from bench._setup import django_on_scratch_db, percentile
 
 HISTORY_PAIRS = 25  # 50 earlier messages
 CATALOG_TOOLS = 100
@@ -180,51 +179,6 @@ def _chunk_arrivals(frames: list[tuple[float, str]], chunks: tuple[str, ...]) ->
         while len(arrivals) < len(ends) and ends[len(arrivals)] <= received:
             arrivals.append(at)
     return arrivals, "".join(parts)
-
-
-# --------------------------------------------------------------------------------------------------
-# Processes
-# --------------------------------------------------------------------------------------------------
-
-
-@contextmanager
-def _daphne(scratch: Path) -> Iterator[tuple[int, int, Path]]:
-    from tests.support.processes import free_port, wait_for_http
-
-    port = free_port()
-    env = {
-        **os.environ,
-        "NETOPS_VAR_DIR": str(scratch),
-        "LOG_LEVEL": "WARNING",
-        "DJANGO_SETTINGS_MODULE": "netops.settings",
-    }
-    env.pop("DATABASE_URL", None)
-    env.pop("REDIS_URL", None)
-    log = scratch / "daphne.log"
-    daphne = Path(sys.executable).with_name("daphne")
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [str(daphne), "-v", "0", "-b", "127.0.0.1", "-p", str(port), "netops.asgi:application"],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            try:
-                wait_for_http(f"http://127.0.0.1:{port}/", timeout=30, process=process)
-            except (RuntimeError, TimeoutError):
-                print(log.read_text()[-3000:], file=sys.stderr)
-                raise
-            yield port, process.pid, log
-        finally:
-            if process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -720,6 +674,7 @@ def main() -> None:
     os.environ["DJANGO_SETTINGS_MODULE"] = "bench._client_settings"  # see that module: no daphne app here
     scratch = django_on_scratch_db()
     os.environ["LOG_LEVEL"] = "WARNING"
+    from tests.support.daphne import daphne, standalone_env
     from tests.support.processes import mcp_demo_server
     from tests.support.scripted_llm import ScriptedLLM
 
@@ -729,8 +684,9 @@ def main() -> None:
         mcp = stack.enter_context(mcp_demo_server("http", "--tools", str(CATALOG_TOOLS - 5)))
         ctx = _prepare(llm, mcp.base_url + "/mcp")
         ctx.update(llm=llm, script=script)
-        port, pid, log = stack.enter_context(_daphne(scratch))
-        ctx.update(port=port, pid=pid)
+        log = scratch / "daphne.log"
+        server = stack.enter_context(daphne(standalone_env(scratch), log=log, timeout=30, print_log=False))
+        ctx.update(port=server.port, pid=server.process.pid)
         results = asyncio.run(asyncio.wait_for(run_all(ctx), 170))
     lines = log.read_text(errors="replace").splitlines()
     errors = sum(1 for line in lines if "Traceback" in line or "ERROR" in line)

@@ -56,22 +56,22 @@ class TokenEvent(TypedDict):
     text: str
 
 
-class ToolStartEvent(TypedDict):
+class ToolCallFields(TypedDict):
+    """What both tool events say about the call (the card in the browser is keyed by ``call_id``)."""
+
+    call_id: str
+    number: int
+    name: str
+    source: str
+    arguments: dict[str, Any]
+
+
+class ToolStartEvent(ToolCallFields):
     type: Literal["tool_start"]
-    call_id: str
-    number: int
-    name: str
-    source: str
-    arguments: dict[str, Any]
 
 
-class ToolEndEvent(TypedDict):
+class ToolEndEvent(ToolCallFields):
     type: Literal["tool_end"]
-    call_id: str
-    number: int
-    name: str
-    source: str
-    arguments: dict[str, Any]
     is_error: bool
     text: str
     duration_ms: float
@@ -91,6 +91,15 @@ class ToolCallRecord:
     source: str
     arguments: dict[str, Any]
     outcome: Any = None
+
+    def fields(self) -> ToolCallFields:
+        return ToolCallFields(
+            call_id=self.call_id,
+            number=self.number,
+            name=self.name,
+            source=self.source,
+            arguments=self.arguments,
+        )
 
     def citation(self) -> dict[str, Any]:
         return {"number": self.number, "tool": self.name, "source": self.source, "arguments": self.arguments}
@@ -225,16 +234,7 @@ class Agent:
 
     async def _execute(self, record: ToolCallRecord, call: _PendingCall) -> str:
         """Run one call; always return the content for the model (errors included), never raise."""
-        await self.sink(
-            ToolStartEvent(
-                type="tool_start",
-                call_id=record.call_id,
-                number=record.number,
-                name=record.name,
-                source=record.source,
-                arguments=record.arguments,
-            )
-        )
+        await self.sink(ToolStartEvent(type="tool_start", **record.fields()))
         if "_raw" in record.arguments or "_value" in record.arguments:
             outcome: Any = _LocalError(
                 f"the arguments for {record.name} are not a JSON object: {call.arguments!r}"
@@ -248,11 +248,7 @@ class Agent:
         await self.sink(
             ToolEndEvent(
                 type="tool_end",
-                call_id=record.call_id,
-                number=record.number,
-                name=record.name,
-                source=record.source,
-                arguments=record.arguments,
+                **record.fields(),
                 is_error=outcome.is_error,
                 text=text,
                 duration_ms=outcome.duration_ms,

@@ -38,6 +38,15 @@ def state_counts() -> dict[str, int]:
     return {state: counts.get(state, 0) for state in ChangeState.values}
 
 
+def operation_counts(operations: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Objects per (object type, action), in plan order: a large change (a seed region) at a glance."""
+    counts: dict[tuple[str, str], int] = {}
+    for op in operations:
+        key = (op.get("endpoint", ""), op.get("action", ""))
+        counts[key] = counts.get(key, 0) + 1
+    return [{"endpoint": e, "action": a, "count": n} for (e, a), n in counts.items()]
+
+
 def can_review(user: Any, change: ChangeRequest) -> bool:
     from django.conf import settings
 

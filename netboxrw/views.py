@@ -17,6 +17,8 @@ from netops.errors import ApplicationError
 
 PAGE_LIST = "netboxrw/queue.html"
 PAGE_DETAIL = "netboxrw/detail.html"
+# Operations drawn in the diff unless ?all=1: a seeded region is thousands; the counts table says the rest.
+DIFF_SHOWN = 200
 
 
 @require_GET
@@ -37,9 +39,13 @@ def queue(request: HttpRequest) -> HttpResponse:
 
 
 def _detail_context(request: HttpRequest, change: ChangeRequest, error: str = "") -> dict[str, object]:
+    operations = change.plan.get("operations", [])
+    shown = operations if request.GET.get("all") == "1" else operations[:DIFF_SHOWN]
     return {
         "change": change,
-        "operations": change.plan.get("operations", []),
+        "operations": shown,
+        "operation_count": len(operations),
+        "operation_counts": selectors.operation_counts(operations) if len(operations) > 10 else [],
         "events": change.events.select_related("actor"),
         "can_review": change.state == ChangeState.PENDING and selectors.can_review(request.user, change),
         "is_requester": change.requested_by_id == request.user.pk,

@@ -101,6 +101,32 @@ def test_detail_shows_a_side_by_side_diff_and_review_only_for_others() -> None:
     assert "Rejected" in rejected.content.decode() and "not in the window" in rejected.content.decode()
 
 
+def test_a_large_change_shows_counts_per_type_and_the_first_operations_until_asked_for_all() -> None:
+    alice = _user("alice", "view_changerequest")
+    interfaces = [
+        create_op("dcim/interfaces", f"r1 et-{n}", {"device": 1, "name": f"et-{n}"}) for n in range(250)
+    ]
+    plan = Plan(
+        "seed_netbox", "seed_netbox: demo data for NAM", [create_op("dcim/sites", "USC01", {}), *interfaces]
+    )
+    change = services.change_request_create(
+        plan=plan, arguments={}, requester=services.Requester(user=None, via="test")
+    )
+    client = Client()
+    client.force_login(alice)
+    page = client.get(f"/changes/{change.pk}/").content.decode()
+    assert "(251 operations, applied in this order)" in page
+    counts = page.split('class="diff op-counts"')[1].split("</table>")[0]
+    assert counts.index("dcim/sites") < counts.index("dcim/interfaces")
+    assert '<td class="num">250</td>' in counts and '<td class="num">1</td>' in counts
+    assert page.count('class="op op-create"') == 200
+    assert (
+        "Showing the first 200 of 251 operations" in page and "r1 et-198" in page and "r1 et-199" not in page
+    )
+    everything = client.get(f"/changes/{change.pk}/?all=1").content.decode()
+    assert everything.count('class="op op-create"') == 251 and "Showing the first" not in everything
+
+
 def test_pages_need_login_and_the_view_permission() -> None:
     change = _pending(_user("alice"))
     assert Client().get("/changes/").status_code == 302
