@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -24,7 +25,13 @@ from netboxrw.plans import Operation, Plan
 logger = logging.getLogger("netboxrw.writes")
 
 Outcome = Literal["applied", "conflict", "failed"]
-BULK = 500
+BULK = 500  # objects per bulk request at most
+FIRST_BULK = 100  # the first bulk request of an object type, before its cost is known
+MIN_BULK = 20
+# Seconds one bulk request should take. NetBox's gunicorn kills a worker after 120 s by default
+# (its sample config; the request then fails with a 500 and is rolled back), and 500 cables or
+# devices can take longer than that on a loaded server, so requests are sized by measured cost.
+BULK_SECONDS = 20.0
 
 
 @dataclass
@@ -84,8 +91,9 @@ class Executor:
                 "applied", "dry run: logged, nothing sent", duration_ms=(time.perf_counter() - started) * 1000
             )
         objects: list[dict[str, Any]] = []
+        sizer = BatchSizer()
         try:
-            for batch in batches(plan.operations, bulk_updates=self.bulk_updates):
+            for batch in sizer.batches(plan.operations, bulk_updates=self.bulk_updates):
                 objects += self._run(batch)
         except NetBoxError as exc:
             rolled_back = self.rollback()
@@ -253,6 +261,38 @@ class Executor:
                 "result": result,
             },
         )
+
+
+class BatchSizer:
+    """Cuts operations into bulk requests of about :data:`BULK_SECONDS` each, per object type.
+
+    The first request of a type has :data:`FIRST_BULK` objects; each request's time per object
+    sizes the next one of that type (between :data:`MIN_BULK` and :data:`BULK`).
+    """
+
+    def __init__(self) -> None:
+        self.sizes: dict[str, int] = {}
+
+    def batches(
+        self, operations: list[Operation], *, bulk_updates: bool = False
+    ) -> Iterator[list[Operation]]:
+        """Batches as :func:`batches` makes them, sized as they go (the caller runs each in turn)."""
+        start = 0
+        while start < len(operations):
+            endpoint = operations[start].endpoint
+            batch = batches(operations[start : start + self.size(endpoint)], bulk_updates=bulk_updates)[0]
+            started = time.perf_counter()
+            yield batch
+            self.observe(endpoint, len(batch), time.perf_counter() - started)
+            start += len(batch)
+
+    def size(self, endpoint: str) -> int:
+        return self.sizes.get(endpoint, FIRST_BULK)
+
+    def observe(self, endpoint: str, count: int, seconds: float) -> None:
+        if count > 1 or endpoint not in self.sizes:
+            per_object = max(seconds / count, 1e-4)
+            self.sizes[endpoint] = max(MIN_BULK, min(BULK, int(BULK_SECONDS / per_object)))
 
 
 def batches(operations: list[Operation], *, bulk_updates: bool = False) -> list[list[Operation]]:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from netboxrw.client import NetBoxClient, NetBoxError
-from netboxrw.executor import Executor, batches
+from netboxrw.executor import BatchSizer, Executor
 from netboxrw.models import ChangeRequest, ChangeState
 from netboxrw.planner import Desired, Planner
 from netboxrw.plans import Operation, Plan
@@ -26,7 +26,6 @@ from netboxrw.services import Requester, change_request_create
 
 MESSAGE = "manage.py seed_netbox"
 SHOWN = 5  # foreign objects named in a refusal
-PURGE_PART = 500  # ids per bulk DELETE (regions: children first, in order, so in one request)
 
 
 @dataclass
@@ -184,7 +183,7 @@ def _apply(client: NetBoxClient, planner: Planner, name: str, plan: Plan, progre
     executor = Executor(client, message=MESSAGE, log_context={"seed_netbox": name}, bulk_updates=True)
     started, done, total = time.perf_counter(), 0, len(plan.operations)
     progress.show(name, 0, total, started)
-    for batch in batches(plan.operations, bulk_updates=True):
+    for batch in BatchSizer().batches(plan.operations, bulk_updates=True):
         result = executor.apply(Plan(plan.tool, plan.summary, batch))
         if result.outcome != "applied":
             raise NetBoxError(f"seed_netbox {name}: {result.message} {result.conflicts[:3]}", status=None)
@@ -199,6 +198,7 @@ def purge(client: NetBoxClient, *, dry_run: bool = False, out: Writer | None = s
     report = Report()
     before, started = client.requests_made, time.perf_counter()
     progress = Progress(out)
+    sizer = BatchSizer()  # bulk DELETEs of devices take seconds each: sized by measured cost
     if client.find_one("extras/tags", {"slug": TAG}) is None:
         return report
     for endpoint in PURGE_ORDER:
@@ -211,10 +211,15 @@ def purge(client: NetBoxClient, *, dry_run: bool = False, out: Writer | None = s
             )
         if dry_run or not ids:
             continue
-        phase_started = time.perf_counter()
-        for start in range(0, len(ids), PURGE_PART):
-            client.bulk_delete(endpoint, ids[start : start + PURGE_PART], message=f"{MESSAGE} --purge")
-            progress.show(endpoint.split("/")[1], min(start + PURGE_PART, len(ids)), len(ids), phase_started)
+        phase_started, done = time.perf_counter(), 0
+        while done < len(ids):
+            # Regions in one request: children first, so no parent is deleted before its children.
+            part = ids[done:] if endpoint == "dcim/regions" else ids[done : done + sizer.size(endpoint)]
+            part_started = time.perf_counter()
+            client.bulk_delete(endpoint, part, message=f"{MESSAGE} --purge")
+            sizer.observe(endpoint, len(part), time.perf_counter() - part_started)
+            done += len(part)
+            progress.show(endpoint.split("/")[1], done, len(ids), phase_started)
         progress.show(endpoint.split("/")[1], len(ids), len(ids), phase_started, final=True)
     tag = client.find_one("extras/tags", {"slug": TAG})
     if tag is not None and not dry_run:
