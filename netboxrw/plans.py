@@ -173,8 +173,13 @@ def comparable(value: Any) -> Any:
 
 
 def _shown(value: Any) -> Any:
-    """A value as a reviewer reads it: nested objects by their display name."""
+    """A value as a reviewer reads it: nested objects by their display name, objects this change
+    creates first by their reference (``region:NAM (new)``), cable ends by type and object."""
     if isinstance(value, dict):
+        if "$ref" in value:
+            return f"{value['$ref']} (new)"
+        if "object_type" in value and "object_id" in value:
+            return f"{value['object_type']} {_shown(value['object_id'])}"
         if "label" in value:
             return value["label"]
         if "display" in value:

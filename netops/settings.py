@@ -106,7 +106,10 @@ TEMPLATES = [
 ]
 
 # --- database ------------------------------------------------------------------------------
-DATABASES = {"default": env.db_url("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}")}
+# An empty DATABASE_URL (``DATABASE_URL=`` in a .env) means unset, as for REDIS_URL: the embedded SQLite.
+DATABASES = {
+    "default": env.db_url_config(env.str("DATABASE_URL", default="") or f"sqlite:///{VAR_DIR / 'db.sqlite3'}")
+}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL and a busy timeout let the web process and a management command share the file.
     DATABASES["default"].setdefault("OPTIONS", {}).update(

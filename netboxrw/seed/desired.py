@@ -10,6 +10,7 @@ from netboxrw.seed.network import FUNCTIONS, KINDS, PLATFORMS, REGIONS, Network
 
 TAG = "netops-demo"
 TAG_REF = "tag:" + TAG
+SHOWN = {"tags": [TAG]}  # in a review diff, the tag by name rather than its id
 SITE_GROUPS = {"campus": "Campus", "branch": "Branch", "data-center": "Data center"}
 
 
@@ -18,7 +19,7 @@ def _tags() -> list[Ref]:
 
 
 def _d(endpoint: str, key: dict[str, Any], data: dict[str, Any], ref: str, display: str) -> Desired:
-    return Desired(endpoint, key, {**key, **data, "tags": _tags()}, ref=ref, display=display)
+    return Desired(endpoint, key, {**key, **data, "tags": _tags()}, ref=ref, display=display, shown=SHOWN)
 
 
 def tag_phase(network: Network) -> list[Desired]:
@@ -150,7 +151,7 @@ def cables_phase(network: Network) -> list[Desired]:
         }
         key = {"a_interface": Ref(f"interface:{link.a[0]}:{link.a[1]}")}
         display = f"cable {link.a[0]} {link.a[1]} - {link.b[0]} {link.b[1]}"
-        out.append(Desired("dcim/cables", key, data, display=display, create_only=True))
+        out.append(Desired("dcim/cables", key, data, display=display, shown=SHOWN, create_only=True))
     return out
 
 

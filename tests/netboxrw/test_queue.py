@@ -107,7 +107,14 @@ def test_a_large_change_shows_counts_per_type_and_the_first_operations_until_ask
         create_op("dcim/interfaces", f"r1 et-{n}", {"device": 1, "name": f"et-{n}"}) for n in range(250)
     ]
     plan = Plan(
-        "seed_netbox", "seed_netbox: demo data for NAM", [create_op("dcim/sites", "USC01", {}), *interfaces]
+        "seed_netbox",
+        "seed_netbox: demo data for NAM",
+        [
+            create_op(
+                "dcim/sites", "USC01", {"region": {"$ref": "region:US"}, "tags": [{"$ref": "tag:t"}, 7]}
+            ),
+            *interfaces,
+        ],
     )
     change = services.change_request_create(
         plan=plan, arguments={}, requester=services.Requester(user=None, via="test")
@@ -116,6 +123,8 @@ def test_a_large_change_shows_counts_per_type_and_the_first_operations_until_ask
     client.force_login(alice)
     page = client.get(f"/changes/{change.pk}/").content.decode()
     assert "(251 operations, applied in this order)" in page
+    assert '<td class="after">region:US (new)</td>' in page  # created by this change, before the site
+    assert '<td class="after">tag:t (new), 7</td>' in page  # lists read as text
     counts = page.split('class="diff op-counts"')[1].split("</table>")[0]
     assert counts.index("dcim/sites") < counts.index("dcim/interfaces")
     assert '<td class="num">250</td>' in counts and '<td class="num">1</td>' in counts
