@@ -108,7 +108,7 @@ def create_op(
 ) -> Operation:
     """A create, with every field shown as new in the diff (``shown``: reviewer-friendly values)."""
     changes = [
-        FieldChange(name, None, (shown or {}).get(name, _shown(value))) for name, value in data.items()
+        FieldChange(name, None, (shown or {}).get(name, shown_value(value))) for name, value in data.items()
     ]
     return Operation("create", endpoint, display, data=data, ref=ref, lookup=lookup or {}, changes=changes)
 
@@ -126,7 +126,7 @@ def update_op(
         before = comparable(current.get(name))
         if before != value:
             changes.append(
-                FieldChange(name, _shown(current.get(name)), (shown or {}).get(name, _shown(value)))
+                FieldChange(name, shown_value(current.get(name)), (shown or {}).get(name, shown_value(value)))
             )
             data[name] = value
     if not data:
@@ -145,7 +145,7 @@ def update_op(
 
 def delete_op(endpoint: str, current: dict[str, Any], display: str, shown_fields: list[str]) -> Operation:
     changes = [
-        FieldChange(name, _shown(current.get(name)), None)
+        FieldChange(name, shown_value(current.get(name)), None)
         for name in shown_fields
         if current.get(name) is not None
     ]
@@ -172,18 +172,18 @@ def comparable(value: Any) -> Any:
     return value
 
 
-def _shown(value: Any) -> Any:
+def shown_value(value: Any) -> Any:
     """A value as a reviewer reads it: nested objects by their display name, objects this change
     creates first by their reference (``region:NAM (new)``), cable ends by type and object."""
     if isinstance(value, dict):
         if "$ref" in value:
             return f"{value['$ref']} (new)"
         if "object_type" in value and "object_id" in value:
-            return f"{value['object_type']} {_shown(value['object_id'])}"
+            return f"{value['object_type']} {shown_value(value['object_id'])}"
         if "label" in value:
             return value["label"]
         if "display" in value:
             return value["display"]
     if isinstance(value, list):
-        return [_shown(v) for v in value]
+        return [shown_value(v) for v in value]
     return value

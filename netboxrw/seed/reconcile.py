@@ -17,7 +17,7 @@ from netboxrw.client import NetBoxClient, NetBoxError
 from netboxrw.executor import BatchSizer, Executor
 from netboxrw.models import ChangeRequest, ChangeState
 from netboxrw.planner import Desired, Planner
-from netboxrw.plans import Operation, Plan
+from netboxrw.plans import FieldChange, Operation, Plan, shown_value
 from netboxrw.seed.addressing import SUPERNET
 from netboxrw.seed.desired import PHASES, PURGE_ORDER, REUSABLE, SHARED_PHASES, TAG, TAG_REF, Phase
 from netboxrw.seed.network import Network
@@ -332,7 +332,10 @@ def region_plan(client: NetBoxClient, network: Network) -> Plan:
         for item in desired:
             if planner.ids.get(item.ref or "") is None:
                 data = planner.resolve(item.data)
-                operations.append(Operation("update", item.endpoint, item.display, data=data, ref=item.ref))
+                changes = [FieldChange(name, None, shown_value(value)) for name, value in data.items()]
+                operations.append(
+                    Operation("update", item.endpoint, item.display, data=data, ref=item.ref, changes=changes)
+                )
         known = [d for d in desired if planner.ids.get(d.ref or "") is not None]
         operations += _owned(planner, planner.plan(known), report)
     return Plan("seed_netbox", f"seed_netbox: demo data for {', '.join(network.regions)}", operations)

@@ -210,6 +210,11 @@ def test_via_queue_shared_objects_first_then_one_reviewed_request_per_region(
         assert len(operations) == sum(EXPECTED_US.values()) + 60, out
         assert f"NAM: change request #{region.pk}" in out
         assert not {op["endpoint"] for op in operations} & {"extras/tags", "dcim/manufacturers"}
+        primary = [op for op in operations if op["action"] == "update"]  # of devices this request creates
+        assert len(primary) == 60 and all(
+            [(c["field"], c["after"]) for c in op["changes"]] == [("primary_ip4", f"ip:{_mgmt(op)} (new)")]
+            for op in primary
+        ), primary[0]
         assert f"already queued as change request #{region.pk}" in _run(
             "--regions", "NAM", "--countries", "1", "--via-queue"
         )
@@ -256,6 +261,12 @@ def test_foreign_objects_are_refused_or_reused_and_an_interrupted_seed_resumes(n
     finally:
         _run("--purge")
     assert _totals(nb) == {**before, "dcim/sites": before["dcim/sites"] - 1}
+
+
+def _mgmt(op: dict[str, Any]) -> str:
+    """The management address the seeder gives the device of ``op`` (its primary IP)."""
+    name = op["display"].removesuffix(" primary IP")
+    return next(str(d.primary) for d in build(["NAM"], countries=1).devices if d.name == name)
 
 
 class _InterruptAt:
