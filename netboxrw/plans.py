@@ -113,6 +113,13 @@ def create_op(
     return Operation("create", endpoint, display, data=data, ref=ref, lookup=lookup or {}, changes=changes)
 
 
+def pending_update_op(endpoint: str, display: str, data: dict[str, Any], *, ref: str) -> Operation:
+    """An update of an object the same plan creates first: found by ``ref`` when applied, every
+    field shown as new (there is no stored version to compare with or to send ``If-Match`` for)."""
+    changes = [FieldChange(name, None, shown_value(value)) for name, value in data.items()]
+    return Operation("update", endpoint, display, data=data, ref=ref, changes=changes)
+
+
 def update_op(
     endpoint: str,
     current: dict[str, Any],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 from django.db.models import Count, QuerySet
@@ -40,10 +41,7 @@ def state_counts() -> dict[str, int]:
 
 def operation_counts(operations: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Objects per (object type, action), in plan order: a large change (a seed region) at a glance."""
-    counts: dict[tuple[str, str], int] = {}
-    for op in operations:
-        key = (op.get("endpoint", ""), op.get("action", ""))
-        counts[key] = counts.get(key, 0) + 1
+    counts = Counter((op.get("endpoint", ""), op.get("action", "")) for op in operations)
     return [{"endpoint": e, "action": a, "count": n} for (e, a), n in counts.items()]
 
 

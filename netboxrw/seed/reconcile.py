@@ -17,7 +17,7 @@ from netboxrw.client import NetBoxClient, NetBoxError
 from netboxrw.executor import BatchSizer, Executor
 from netboxrw.models import ChangeRequest, ChangeState
 from netboxrw.planner import Desired, Planner
-from netboxrw.plans import FieldChange, Operation, Plan, shown_value
+from netboxrw.plans import Operation, Plan, pending_update_op
 from netboxrw.seed.addressing import SUPERNET
 from netboxrw.seed.desired import PHASES, PURGE_ORDER, REUSABLE, SHARED_PHASES, TAG, TAG_REF, Phase
 from netboxrw.seed.network import Network
@@ -253,11 +253,10 @@ QUEUED_VIA = "manage.py seed_netbox --via-queue"
 
 @dataclass
 class Queued:
-    """What ``--via-queue`` did for one part (``shared`` or a region), in words, and its request."""
+    """What ``--via-queue`` did for one part (``shared`` or a region), in words."""
 
     part: str
     message: str
-    change: ChangeRequest | None = None
 
 
 def queue(client: NetBoxClient, regions: list[str], countries: int | None = None) -> list[Queued]:
@@ -292,16 +291,13 @@ def queue(client: NetBoxClient, regions: list[str], countries: int | None = None
                 "shared",
                 f"change request #{change.pk} ({len(shared)} operations): approve it, then run "
                 "--via-queue again to queue the regions",
-                change,
             )
         ]
     queued: list[Queued] = []
     for region in network.regions:
         if region in open_requests:
             change = open_requests[region]
-            queued.append(
-                Queued(region, f"already queued as change request #{change.pk} ({change.state})", change)
-            )
+            queued.append(Queued(region, f"already queued as change request #{change.pk} ({change.state})"))
             continue
         region_network = build_network([region], countries)
         plan = region_plan(client, region_network)
@@ -309,9 +305,7 @@ def queue(client: NetBoxClient, regions: list[str], countries: int | None = None
             queued.append(Queued(region, "nothing to change"))
             continue
         change = _create(plan, region, region_network)
-        queued.append(
-            Queued(region, f"change request #{change.pk} ({len(plan.operations)} operations)", change)
-        )
+        queued.append(Queued(region, f"change request #{change.pk} ({len(plan.operations)} operations)"))
     return queued
 
 
@@ -329,13 +323,11 @@ def region_plan(client: NetBoxClient, network: Network) -> Plan:
             operations += _plan(planner, build, network, report)
             continue
         desired = build(network)
-        for item in desired:
-            if planner.ids.get(item.ref or "") is None:
-                data = planner.resolve(item.data)
-                changes = [FieldChange(name, None, shown_value(value)) for name, value in data.items()]
-                operations.append(
-                    Operation("update", item.endpoint, item.display, data=data, ref=item.ref, changes=changes)
-                )
+        operations += [
+            pending_update_op(item.endpoint, item.display, planner.resolve(item.data), ref=item.ref or "")
+            for item in desired
+            if planner.ids.get(item.ref or "") is None
+        ]
         known = [d for d in desired if planner.ids.get(d.ref or "") is not None]
         operations += _owned(planner, planner.plan(known), report)
     return Plan("seed_netbox", f"seed_netbox: demo data for {', '.join(network.regions)}", operations)
@@ -350,7 +342,6 @@ def _waiting(change: ChangeRequest) -> Queued:
         "shared",
         f"change request #{change.pk} ({change.state}) holds the objects every region shares: "
         "once it is applied, run --via-queue again to queue the regions",
-        change,
     )
 
 

@@ -196,7 +196,8 @@ def test_via_queue_shared_objects_first_then_one_reviewed_request_per_region(
     shared = ChangeRequest.objects.get(tool="seed_netbox")
     assert f"shared: change request #{shared.pk} ({SHARED} operations)" in out
     assert shared.state == ChangeState.PENDING and shared.arguments == {"part": "shared"}
-    assert "again" in _run("--regions", "NAM", "--countries", "1", "--via-queue")  # waits for it
+    waiting = _run("--regions", "NAM", "--countries", "1", "--via-queue")
+    assert f"#{shared.pk} (pending) holds the objects every region shares" in waiting
     assert ChangeRequest.objects.count() == 1 and changelog_count(nb) == changes, "queueing writes nothing"
 
     try:

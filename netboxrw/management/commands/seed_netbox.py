@@ -39,7 +39,9 @@ class Command(BaseCommand):
         )
         parser.add_argument("--dry-run", action="store_true", help="print the plan's counts, write nothing")
         parser.add_argument(
-            "--via-queue", action="store_true", help="queue one change request per region instead of writing"
+            "--via-queue",
+            action="store_true",
+            help="queue change requests for review instead of writing: shared objects first, then one per region",
         )
         parser.add_argument(
             "--purge",
