@@ -4,10 +4,10 @@
 FROM python:3.12-slim AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 WORKDIR /src
-COPY pyproject.toml README.md ./
+# Exactly the pinned set CI tested (hashes checked), never the ranges in pyproject.toml.
+COPY requirements/app.lock ./requirements/app.lock
 RUN python -m venv /opt/venv \
- && python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml','rb'))['project']['dependencies']))" > requirements.txt \
- && /opt/venv/bin/pip install -r requirements.txt
+ && /opt/venv/bin/pip install --require-hashes -r requirements/app.lock
 
 FROM python:3.12-slim AS runtime
 ENV PATH=/opt/venv/bin:$PATH \
@@ -24,6 +24,8 @@ WORKDIR /app
 COPY manage.py ./
 COPY netops ./netops
 COPY registry ./registry
+COPY chat ./chat
+COPY netboxrw ./netboxrw
 COPY templates ./templates
 COPY static ./static
 RUN SECRET_KEY=build-only NETOPS_VAR_DIR=/tmp/build python manage.py collectstatic --noinput \
@@ -33,4 +35,9 @@ EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=3s \
   CMD python -c "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/healthz').status != 200)"
 # Run migrations once per release (e.g. `docker run IMAGE python manage.py migrate`), not per container.
-ENTRYPOINT ["daphne", "-v", "0", "-b", "0.0.0.0", "-p", "8000", "--proxy-headers", "netops.asgi:application"]
+# No --proxy-headers (daphne would believe X-Forwarded-For from anyone): set TRUSTED_PROXIES to the
+# load balancer's network and netops reads the proxy headers from it alone.
+# The same image runs the web process (default) and the workers:
+#   docker run IMAGE                            daphne on :8000
+#   docker run IMAGE python manage.py worker    background jobs (run one or more)
+CMD ["daphne", "-v", "0", "-b", "0.0.0.0", "-p", "8000", "netops.asgi:application"]

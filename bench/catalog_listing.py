@@ -28,20 +28,18 @@ def main() -> None:
     from registry.catalog import ToolCatalog
     from registry.connections import ServerConfig, list_tools
     from registry.models import MCPServer, ServerStatus
+    from registry.tool_sync import server_tools_sync
     from tests.support.processes import mcp_demo_server
 
     with mcp_demo_server("http", "--tools", str(TOOLS - 5)) as running:
         config = ServerConfig(name="live", protocol="http", url=running.base_url + "/mcp")
-        tools = asyncio.run(list_tools(config))
+        tools = asyncio.run(list_tools(config)).tools
         assert len(tools) == TOOLS, len(tools)
         for index in range(SERVERS):
-            MCPServer.objects.create(
-                name=f"server-{index:02d}",
-                protocol="http",
-                url=config.url,
-                status=ServerStatus.HEALTHY,
-                tools=tools,
+            server = MCPServer.objects.create(
+                name=f"server-{index:02d}", protocol="http", url=config.url, status=ServerStatus.HEALTHY
             )
+            server_tools_sync(server=server, tools=[dict(t) for t in tools])
 
         live: list[float] = []
         for _ in range(20):

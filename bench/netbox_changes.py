@@ -18,7 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._setup import django_on_scratch_db
+from bench._setup import bulk_post_devices, django_on_scratch_db
 
 DEVICES, INTERFACES = 200, 10
 
@@ -96,7 +96,6 @@ def main() -> None:
 
         # Baseline: the same objects at another site, posted directly in bulk, same batch size.
         http = httpx.Client(base_url=f"{netbox.url}/api/", headers=netbox.headers(), timeout=300)
-        started = time.perf_counter()
         devices = [
             {
                 "name": f"base-{tag}-lea{1000 + d}",
@@ -107,19 +106,7 @@ def main() -> None:
             }
             for d in range(DEVICES)
         ]
-        created = []
-        for start in range(0, len(devices), BULK):
-            response = http.post("dcim/devices/", json=devices[start : start + BULK])
-            response.raise_for_status()
-            created += response.json()
-        interfaces = [
-            {"device": dev["id"], "name": f"et-0/0/{i}", "type": "10gbase-x-sfpp"}
-            for dev in created
-            for i in range(INTERFACES)
-        ]
-        for start in range(0, len(interfaces), BULK):
-            http.post("dcim/interfaces/", json=interfaces[start : start + BULK]).raise_for_status()
-        baseline_seconds = time.perf_counter() - started
+        baseline_seconds = bulk_post_devices(http, devices, INTERFACES, BULK)
 
         print(
             f"NetBox {netbox.version} on loopback (gunicorn, 2 workers), PostgreSQL 15; {DEVICES} devices x {INTERFACES} interfaces = {total} objects"

@@ -53,7 +53,9 @@ class RedisCheckpoints:
         # redis.asyncio connections belong to one event loop; daphne has one, tests have many.
         loop = id(asyncio.get_running_loop())
         if loop not in self._clients:
-            self._clients[loop] = aioredis.Redis.from_url(self._url, db=self._db, socket_timeout=5)
+            self._clients[loop] = aioredis.Redis.from_url(
+                self._url, db=self._db, **settings.REDIS_CLIENT_OPTIONS
+            )
         return self._clients[loop]
 
     @staticmethod

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from typing import Any
 
@@ -20,7 +19,8 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from chat import fragments, runs, selectors
 from chat.models import Conversation, Message, MessageRole
 from netops import metrics
-from netops.errors import ApplicationError, NotFoundError
+from netops.errors import ApplicationError, InvalidInput, NotFoundError
+from netops.input_guard import loads_json
 
 logger = logging.getLogger(__name__)
 
@@ -102,10 +102,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         try:
-            data = json.loads(text_data or "")
-            if not isinstance(data, dict):
-                raise ValueError("not an object")
-        except ValueError:
+            data = loads_json(text_data or "", what="the message")
+        except InvalidInput as exc:  # NUL, a lone surrogate, too deep: refused here, the socket stays
+            self._push_frame(fragments.error_toast(f"Could not read that message: {exc}."))
+            return
+        if not isinstance(data, dict):
             self._push_frame(fragments.error_toast("Could not read that message (expected a JSON object)."))
             return
         action = data.get("action") or "send"
@@ -203,6 +204,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
                         event["message_id"], event["card"], new=event["card"]["status"] == "running"
                     )
                 )
+            elif kind == "progress":
+                parts.append(fragments.tool_progress(event["message_id"], event["card"]))
             elif kind == "done":
                 if self.attached is not None and self.attached.state.message_id == event["message_id"]:
                     self.attached.detach(self._on_event)
@@ -256,6 +259,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
         card = event["card"]
         self._push_frame(fragments.tool_card(event["message_id"], card, new=card["status"] == "running"))
 
+    async def run_progress(self, event: dict[str, Any]) -> None:
+        if event["origin"] == runs.PROCESS_ID:
+            return
+        self._push_frame(fragments.tool_progress(event["message_id"], event["card"]))
+
     async def run_done(self, event: dict[str, Any]) -> None:
         if event["origin"] == runs.PROCESS_ID:
             return
@@ -266,6 +274,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def change_outcome(self, event: dict[str, Any]) -> None:
         """A change request this conversation asked for moved (approved and applied, rejected, ...)."""
         self._push_frame(fragments.change_notice(event["id"], event["state"], event["summary"]))
+
+    async def change_progress(self, event: dict[str, Any]) -> None:
+        """A worker is applying a change request this conversation asked for: how far it is."""
+        self._push_frame(fragments.change_progress(int(event["id"]), int(event["done"]), int(event["total"])))
 
     async def run_stop(self, event: dict[str, Any]) -> None:
         """Stop requests are for the run's own control channel; sockets ignore them."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from django import forms
 
+from registry.models import LLMModel
+
 
 class RenameForm(forms.Form):
     title = forms.CharField(max_length=200, strip=True)
@@ -12,7 +14,9 @@ class RenameForm(forms.Form):
 class ConversationSettingsForm(forms.Form):
     """Model and servers for a conversation; no servers ticked with ``all_servers`` off means none."""
 
-    model = forms.UUIDField(required=False)
+    # A choice of the registered models, so an unknown id is a form error naming the field (not a 500
+    # when the foreign key is written).
+    model = forms.ModelChoiceField(queryset=LLMModel.objects.all(), required=False)
     all_servers = forms.BooleanField(required=False)
     servers = forms.MultipleChoiceField(required=False, choices=())
 

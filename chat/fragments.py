@@ -8,13 +8,16 @@ rendered as sanitised Markdown (:func:`chat.markdown.render_markdown`) once the 
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from html import escape
 from typing import Any
 
 from django.template.loader import render_to_string
+from django.urls import reverse
 
+from chat import content as contents
 from chat.markdown import render_markdown
-from chat.models import Message, MessageStatus
+from chat.models import Message, MessageStatus, ToolCall
 
 
 def token(message_id: int, text: str) -> str:
@@ -28,7 +31,52 @@ def replace_text(message_id: int, text: str) -> str:
 
 
 def _card(card: dict[str, Any]) -> dict[str, Any]:
-    return {**card, "arguments_json": json.dumps(card.get("arguments", {}), indent=2, ensure_ascii=False)}
+    return {
+        **card,
+        "arguments_json": json.dumps(card.get("arguments", {}), indent=2, ensure_ascii=False),
+        "progress": _progress(card.get("progress")),
+    }
+
+
+def _progress(progress: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A progress bar's figures: ``value``/``max`` when the total is known, else indeterminate."""
+    if not progress:
+        return None
+    value, total = float(progress.get("progress") or 0), progress.get("total")
+    shown: dict[str, Any] = {"message": str(progress.get("message") or ""), "known": False, "value": value}
+    if isinstance(total, int | float) and total > 0:
+        shown.update(known=True, max=float(total), percent=min(100, max(0, round(100 * value / total))))
+    return shown
+
+
+def tool_progress(message_id: int, card: dict[str, Any]) -> str:
+    """The progress bar of a running card, replaced in place (the card itself stays, open or not)."""
+    return render_to_string(
+        "chat/_partials/tool_progress.html",
+        {"message_id": message_id, "card": _card(card), "oob": True},
+    )
+
+
+def _stored_card(call: ToolCall, conversation_id: Any) -> dict[str, Any]:
+    """A stored call as its card: images served by netops' own view, links only for http(s)."""
+    items = []
+    for item in contents.card_items(call.content):
+        shown = asdict(item)
+        if item.kind == "image":
+            shown["url"] = reverse("chat:tool_content", args=[conversation_id, call.pk, item.index])
+        items.append(shown)
+    return _card(
+        {
+            "number": call.number,
+            "name": call.name,
+            "source": call.source,
+            "arguments": call.arguments,
+            "status": "refused" if call.refused else "error" if call.is_error else "ok",
+            "text": contents.result_text(call.content),
+            "items": items,
+            "duration_ms": call.duration_ms or 0,
+        }
+    )
 
 
 def tool_card(message_id: int, card: dict[str, Any], *, new: bool) -> str:
@@ -59,17 +107,7 @@ def running_message(state: dict[str, Any], *, oob: bool = True) -> str:
 def message_context(message: Message) -> dict[str, Any]:
     """Template context of a stored message (its tool calls prefetched or fetched here)."""
     cards = [
-        _card(
-            {
-                "number": call.number,
-                "name": call.name,
-                "source": call.source,
-                "arguments": call.arguments,
-                "status": "error" if call.is_error else "ok",
-                "text": "\n".join(str(c.get("text", "")) for c in call.content if c.get("type") == "text"),
-                "duration_ms": call.duration_ms or 0,
-            }
-        )
+        _stored_card(call, message.conversation_id)
         for call in (message.tool_calls.all() if message.role == "assistant" else ())
     ]
     for citation in message.citations:
@@ -128,6 +166,15 @@ def change_notice(change_id: int, state: str, summary: str) -> str:
         f'<div id="chat-toast" class="toast toast-info" role="status" hx-swap-oob="true">'
         f'Change request <a href="/changes/{int(change_id)}/">#{int(change_id)}</a> ({escape(summary)}) is now '
         f"<strong>{escape(state)}</strong>.</div>"
+    )
+
+
+def change_progress(change_id: int, done: int, total: int) -> str:
+    """How far a worker is with a change request this conversation asked for."""
+    return (
+        f'<div id="chat-toast" class="toast toast-info" role="status" hx-swap-oob="true">'
+        f'Change request <a href="/changes/{int(change_id)}/">#{int(change_id)}</a> is being applied: '
+        f"{int(done):,} of {int(total):,} operations.</div>"
     )
 
 

@@ -13,6 +13,8 @@ from urllib.parse import urlsplit
 import openai
 from openai import AsyncAzureOpenAI, AsyncOpenAI
 
+from netops.redaction import sanitize, unsafe_header_value
+
 # openai-compatible servers (Ollama, vLLM, llama.cpp) often need no key, but the SDK insists on one.
 _NO_KEY = "not-needed"
 
@@ -31,14 +33,24 @@ class LLMSettings:
     max_tokens: int | None = None
     timeout: float = 60.0
     max_retries: int = 2
+    accepts_images: bool = False  # images from tools go to the model as image parts, else described
 
     @property
     def host(self) -> str:
         return urlsplit(self.endpoint).netloc or ("api.openai.com" if self.provider == "openai" else "?")
 
 
+class UnsendableKey(Exception):
+    """The resolved API key cannot travel in an HTTP header (line break, control or non-ASCII character).
+
+    Raised before anything is sent: the HTTP library's own error would quote the header value.
+    """
+
+
 def make_client(settings: LLMSettings) -> AsyncOpenAI:
     """An async client for ``settings``: Azure deployments by endpoint + api_version, others by base URL."""
+    if settings.api_key and unsafe_header_value(settings.api_key):
+        raise UnsendableKey(settings.name)
     if settings.provider == "azure_openai":
         return AsyncAzureOpenAI(
             azure_endpoint=settings.endpoint,
@@ -87,8 +99,23 @@ class StreamCut(Exception):
 
 
 def describe_llm_error(exc: BaseException, settings: LLMSettings) -> str:
-    """A message an engineer can act on, naming the model and endpoint but never the key."""
+    """A message an engineer can act on, naming the model and endpoint but never the key.
+
+    The endpoint's own words (``exc.message``) are included only redacted — of the model's key and
+    of every secret netops holds, in every encoded form — and then cut: an endpoint answering
+    ``400 Incorrect API key provided: sk-...`` must not put the key in the chat, the exports or a log.
+    Transport errors are described by type, never by their text (it may quote request headers).
+    """
+    return sanitize(_describe(exc, settings), secrets=[settings.api_key])
+
+
+def _describe(exc: BaseException, settings: LLMSettings) -> str:
     where = f"model {settings.name} at {settings.host}"
+    if isinstance(exc, UnsendableKey):
+        return (
+            f"The API key of {where} cannot be sent: the secret its reference points to holds a line "
+            "break, control or non-ASCII character."
+        )
     if isinstance(exc, openai.AuthenticationError):
         return f"The {where} refused the API key (401). Check the key its secret reference points to."
     if isinstance(exc, openai.PermissionDeniedError):
@@ -97,18 +124,36 @@ def describe_llm_error(exc: BaseException, settings: LLMSettings) -> str:
         return f"The {where} does not know the model or deployment {settings.model!r} (404)."
     if isinstance(exc, openai.RateLimitError):
         retry = exc.response.headers.get("retry-after") if exc.response is not None else None
-        hint = f" Try again in {retry} s." if retry else " Try again shortly."
+        hint = f" Try again in {_brief(retry, 20)} s." if retry else " Try again shortly."
         return f"The {where} is rate limiting requests (429) after {settings.max_retries} retries.{hint}"
     if isinstance(exc, openai.APITimeoutError):
         return f"No answer from the {where} within {settings.timeout:g} s."
     if isinstance(exc, openai.APIConnectionError):
-        return f"Cannot reach the {where}: {exc.__cause__ or exc}."
+        return f"Cannot reach the {where}: {_transport_reason(exc)}."
     if isinstance(exc, openai.APIStatusError):
-        return f"The {where} failed with HTTP {exc.status_code}: {_brief(exc.message)}"
+        return (
+            f"The {where} failed with HTTP {exc.status_code}: {_brief(exc.message, secret=settings.api_key)}"
+        )
     if isinstance(exc, StreamCut | openai.APIError):
-        return f"The answer from the {where} was cut off mid-stream: {_brief(str(exc))}"
-    return f"Unexpected error talking to the {where}: {type(exc).__name__}: {_brief(str(exc))}"
+        return (
+            f"The answer from the {where} was cut off mid-stream: {_brief(str(exc), secret=settings.api_key)}"
+        )
+    detail = _brief(str(exc), secret=settings.api_key)
+    return f"Unexpected error talking to the {where}: {type(exc).__name__}: {detail}"
 
 
-def _brief(text: str, limit: int = 300) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+def _transport_reason(exc: BaseException) -> str:
+    """The type of the underlying error and the OS reason, never its text (it may quote headers)."""
+    cause: BaseException | None = exc.__cause__ or exc
+    reason = type(cause).__name__
+    while cause is not None and not isinstance(cause, OSError):
+        cause = cause.__cause__ or cause.__context__
+    if isinstance(cause, OSError) and cause.strerror:
+        reason += f" ({cause.strerror})"
+    return reason
+
+
+def _brief(text: str, limit: int = 300, *, secret: str = "") -> str:
+    """``text`` redacted, then cut to ``limit`` characters (never the other way round)."""
+    cleaned = sanitize(text, secrets=[secret] if secret else ())
+    return cleaned if len(cleaned) <= limit else cleaned[: limit - 1] + "…"

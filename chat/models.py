@@ -125,6 +125,10 @@ class ToolCall(models.Model):
     content = models.JSONField(default=list, blank=True)
     structured_content = models.JSONField(null=True, blank=True)
     is_error = models.BooleanField(default=False)
+    refused = models.BooleanField(
+        default=False,
+        help_text="Never ran: the arguments failed the tool's schema (or the tool does not exist).",
+    )
     duration_ms = models.FloatField(null=True, blank=True)
 
     class Meta:

@@ -16,20 +16,23 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import redis
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.contrib.auth.models import AbstractBaseUser
 
+from chat import content as contents
 from chat import selectors, services
-from chat.agent import Agent, AgentEvent, AgentLimits
+from chat.agent import Agent, AgentEvent, AgentLimits, ToolProgressEvent
 from chat.checkpoints import checkpoint_store
 from chat.llm import LLMSettings, client_for, describe_llm_error
 from chat.models import Conversation, Message, MessageStatus
 from netops import metrics
 from netops.errors import ApplicationError, ConflictError
+from netops.redaction import redactor_for, sanitize
 from registry.catalog import CallContext, ToolCatalog
 
 logger = logging.getLogger(__name__)
@@ -38,9 +41,19 @@ PROCESS_ID = uuid.uuid4().hex
 FLUSH_INTERVAL = 0.1
 HEARTBEAT_INTERVAL = 5.0
 HEARTBEAT_STALE = 20.0
+# What a Redis outage raises from the checkpoint client and the channel layer (redis-py's own
+# TimeoutError is not the built-in one).
+SHARED_STATE_ERRORS = (redis.RedisError, OSError)
+# A tool card shows at most this much of a result (already redacted and capped by the catalog);
+# the cut says so, and the card shows "truncated".
 CARD_TEXT_LIMIT = 100_000
 
 RunListener = Callable[[dict[str, Any]], None]
+
+
+def card_status(*, is_error: bool, refused: bool) -> str:
+    """A finished card's status: ``refused`` (never ran: bad arguments), ``error`` or ``ok``."""
+    return "refused" if refused else "error" if is_error else "ok"
 
 
 def group_name(conversation_id: str) -> str:
@@ -87,6 +100,8 @@ class RunHandle:
         self.task: asyncio.Task[None] | None = None
         self.listeners: set[RunListener] = set()
         self._flushed_chars = 0
+        self._published_chars = 0  # text offset that surely reached the channel layer
+        self._shared = True  # the last flush reached Redis
         self._flush_task: asyncio.Task[None] | None = None
         self._control_task: asyncio.Task[None] | None = None
         self._last_flush = 0.0
@@ -123,6 +138,9 @@ class RunHandle:
             if self._flush_task is None:
                 self._flush_task = asyncio.create_task(self._flush_later())
             return
+        if event["type"] == "tool_progress":
+            await self._progress(event)
+            return
         card = {
             "call_id": event["call_id"],
             "number": event["number"],
@@ -133,13 +151,41 @@ class RunHandle:
         }
         if event["type"] == "tool_end":
             card.update(
-                status="error" if event["is_error"] else "ok",
-                text=event["text"][:CARD_TEXT_LIMIT],
+                status=card_status(is_error=event["is_error"], refused=event["refused"]),
+                text=sanitize(event["text"], limit=CARD_TEXT_LIMIT),
                 duration_ms=round(event["duration_ms"], 1),
+                # Images and links of a running answer are described; the stored answer shows them.
+                items=[asdict(item) for item in contents.card_items(event["content"])],
             )
         self.state.cards[event["call_id"]] = card
         self._notify({"kind": "tool", "message_id": self.state.message_id, "card": card})
         await self.flush(tool=card)
+
+    async def _progress(self, event: ToolProgressEvent) -> None:
+        """A running call's progress: kept in its card, shown by this process's and other tabs."""
+        card = self.state.cards.get(event["call_id"])
+        if card is None or card["status"] != "running":
+            return  # the call ended (a late notification) or never started here
+        card["progress"] = progress = {
+            "progress": event["progress"],
+            "total": event["total"],
+            "message": event["message"],
+        }
+        self._notify({"kind": "progress", "message_id": self.state.message_id, "card": card})
+        layer = get_channel_layer()
+        if layer is None:
+            return
+        # Throttled by the agent (~10/s). Redis away: other processes' tabs miss a step of the bar.
+        with contextlib.suppress(*SHARED_STATE_ERRORS):
+            await layer.group_send(
+                group_name(self.state.conversation_id),
+                {
+                    "type": "run.progress",
+                    "origin": PROCESS_ID,
+                    "message_id": self.state.message_id,
+                    "card": {"number": card["number"], "status": "running", "progress": progress},
+                },
+            )
 
     async def _flush_later(self) -> None:
         await asyncio.sleep(max(0.0, self._last_flush + FLUSH_INTERVAL - time.monotonic()))
@@ -147,7 +193,27 @@ class RunHandle:
         await self.flush()
 
     async def flush(self, *, tool: dict[str, Any] | None = None) -> None:
-        """Save the checkpoint and publish what other processes have not seen yet."""
+        """Save the checkpoint and publish what other processes have not seen yet.
+
+        Redis going away (restart, failover, timeout) must not kill the answer: the run goes on for
+        the sockets of this process, and the next flush publishes everything from the last offset
+        that reached the other processes.
+        """
+        try:
+            await self._flush(tool=tool)
+        except SHARED_STATE_ERRORS as exc:
+            self._flushed_chars = min(self._flushed_chars, self._published_chars)
+            if self._shared:  # once per outage, not every flush interval
+                logger.warning(
+                    "chat run checkpoint not shared: %s",
+                    type(exc).__name__,
+                    extra={"conversation": self.state.conversation_id},
+                )
+            self._shared = False
+        else:
+            self._shared = True
+
+    async def _flush(self, *, tool: dict[str, Any] | None = None) -> None:
         self._last_flush = time.monotonic()
         state = self.state
         await checkpoint_store().save(state.conversation_id, state.as_dict())
@@ -167,6 +233,7 @@ class RunHandle:
                     "text": state.text[offset:],
                 },
             )
+            self._published_chars = self._flushed_chars
         if tool is not None:
             await layer.group_send(
                 group,
@@ -182,8 +249,24 @@ class RunHandle:
         layer = get_channel_layer()
         if layer is None:
             return
-        channel = await layer.new_channel()
         group = group_name(self.state.conversation_id)
+        backoff = 0.5
+        while True:
+            try:
+                await self._listen(layer, group)
+            except SHARED_STATE_ERRORS as exc:
+                # Redis restarted or unreachable: keep the run going, listen again with backoff.
+                logger.warning(
+                    "chat run control lost the channel layer: %s; retrying in %.1f s",
+                    type(exc).__name__,
+                    backoff,
+                    extra={"conversation": self.state.conversation_id},
+                )
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, HEARTBEAT_INTERVAL)
+
+    async def _listen(self, layer: Any, group: str) -> None:
+        channel = await layer.new_channel()
         await layer.group_add(group, channel)
         try:
             while True:
@@ -220,7 +303,20 @@ class _Prepared:
 
 
 def _prepare(conversation: Conversation, text: str) -> _Prepared:
-    """Everything from the database a run needs, in one thread hop; errors become the answer's error."""
+    """Everything from the database a run needs, in one thread hop; errors become the answer's error.
+
+    A tool list longer than one model request may carry is refused before the question is stored
+    (:class:`chat.selectors.ToolListTooLong`, naming the servers to deselect).
+    """
+    catalog = ToolCatalog.load(
+        server_ids=selectors.server_selection(conversation),
+        context=CallContext(
+            user_id=conversation.user_id,
+            via=f"chat conversation {conversation.pk}",
+            conversation_id=str(conversation.pk),
+        ),
+    )
+    selectors.check_tool_budget(selectors.tool_budget_of(catalog))
     model = None
     try:
         model = selectors.llm_model_for(conversation)
@@ -241,16 +337,11 @@ def _prepare(conversation: Conversation, text: str) -> _Prepared:
         return prepared
     agent_settings = selectors.agent_settings()
     prepared.limits = AgentLimits(
-        max_steps=agent_settings.max_steps, tool_result_max_chars=agent_settings.tool_result_max_chars
+        max_steps=agent_settings.max_steps,
+        tool_result_max_chars=agent_settings.tool_result_max_chars,
+        max_tools=selectors.max_tools(),
     )
-    prepared.catalog = ToolCatalog.load(
-        server_ids=selectors.server_selection(conversation),
-        context=CallContext(
-            user_id=conversation.user_id,
-            via=f"chat conversation {conversation.pk}",
-            conversation_id=str(conversation.pk),
-        ),
-    )
+    prepared.catalog = catalog
     history = selectors.llm_history(
         conversation, limit=agent_settings.history_max_messages, before_id=question.pk
     )
@@ -342,13 +433,15 @@ async def _drive(handle: RunHandle, prepared: _Prepared) -> None:
                 temperature=prepared.llm.temperature,
                 max_tokens=prepared.llm.max_tokens,
                 limits=prepared.limits,
+                accepts_images=prepared.llm.accepts_images,
+                redactor=redactor_for([prepared.llm.api_key]),
             )
             await agent.run(prepared.messages)
     except asyncio.CancelledError:
         status = MessageStatus.STOPPED
     except Exception as exc:  # every failure ends as a visible error in the chat, never a hung spinner
         status = MessageStatus.ERROR
-        error = describe_llm_error(exc, prepared.llm) if prepared.llm is not None else str(exc)
+        error = describe_llm_error(exc, prepared.llm) if prepared.llm is not None else sanitize(str(exc))
         logger.warning(
             "chat run failed", extra={"conversation": handle.state.conversation_id, "error": error}
         )

@@ -5,13 +5,16 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
+from django.conf import settings as django_settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import QuerySet
 
 from chat.llm import LLMSettings
 from chat.models import AgentSettings, Conversation, Message, MessageRole, MessageStatus
+from chat.toolbudget import DEFAULT_MAX_TOOLS, ToolBudget, tool_budget
 from netops.errors import ApplicationError, NotFoundError
 from netops.secrets import resolve_secret
+from registry.catalog import ToolCatalog
 from registry.models import LLMModel
 from registry.selectors import llm_model_default
 
@@ -21,6 +24,34 @@ class NoModelConfigured(ApplicationError):
 
     status_code = 503
     code = "no_model"
+
+
+class ToolListTooLong(ApplicationError):
+    """The conversation's servers offer more tools than one model request may carry."""
+
+    status_code = 400
+    code = "too_many_tools"
+
+
+def max_tools() -> int:
+    """``LLM_MAX_TOOLS``: the most tools one model request carries (OpenAI's maximum, 128)."""
+    return int(getattr(django_settings, "LLM_MAX_TOOLS", DEFAULT_MAX_TOOLS))
+
+
+def tool_budget_of(catalog: ToolCatalog) -> ToolBudget:
+    """The catalog's tools counted per server against ``LLM_MAX_TOOLS``."""
+    return tool_budget(catalog.tools(), limit=max_tools())
+
+
+def conversation_tool_budget(conversation: Conversation) -> ToolBudget:
+    """The tools the conversation's server selection offers, against ``LLM_MAX_TOOLS`` (no network)."""
+    return tool_budget_of(ToolCatalog.load(server_ids=server_selection(conversation)))
+
+
+def check_tool_budget(budget: ToolBudget) -> None:
+    """:class:`ToolListTooLong` (field ``servers``) when ``budget`` is exceeded."""
+    if budget.exceeded:
+        raise ToolListTooLong(budget.message(), field="servers")
 
 
 def agent_settings() -> AgentSettings:
@@ -82,6 +113,7 @@ def llm_settings(model: LLMModel) -> LLMSettings:
         temperature=model.temperature,
         max_tokens=model.max_tokens,
         timeout=model.request_timeout,
+        accepts_images=model.accepts_images,
     )
 
 

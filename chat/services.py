@@ -13,6 +13,8 @@ from django.utils import timezone
 
 from chat.models import Conversation, Message, MessageRole, MessageStatus, ToolCall
 from netops.errors import ApplicationError
+from netops.redaction import redactor_for
+from netops.text import clean_text, json_safe
 from registry.models import LLMModel, MCPServer
 
 TITLE_LENGTH = 60
@@ -93,12 +95,27 @@ def message_finish(
     prompt_tokens: int | None = None,
     completion_tokens: int | None = None,
 ) -> Message:
-    """Save the answer and its tool calls in one transaction (the only writes of a run after its start)."""
+    """Save the answer and its tool calls in one transaction (the only writes of a run after its start).
+
+    Everything here came from the model's endpoint or a tool server. The agent and the catalog have
+    redacted it already; this last pass at the storage boundary masks every secret this process
+    holds once more, so no path into the database skips redaction.
+    """
+    redactor = redactor_for()
+
+    # Redacted, then made storable: a NUL or a lone surrogate from the model (its tool arguments
+    # included) would make PostgreSQL refuse the row and leave the answer running forever.
+    def stored_text(value: str) -> str:
+        return clean_text(redactor.redact(value))
+
+    def stored_data(value: Any) -> Any:
+        return json_safe(redactor.redact_data(value))
+
     with transaction.atomic():
-        message.content = text
+        message.content = stored_text(text)
         message.status = status
-        message.error = error
-        message.citations = list(citations)
+        message.error = stored_text(error)
+        message.citations = stored_data(list(citations))
         message.prompt_tokens = prompt_tokens
         message.completion_tokens = completion_tokens
         message.finished = timezone.now()
@@ -107,14 +124,17 @@ def message_finish(
             [
                 ToolCall(
                     message=message,
-                    call_id=call.call_id,
+                    call_id=clean_text(call.call_id),
                     number=call.number,
-                    name=call.name,
-                    source=call.source,
-                    arguments=call.arguments,
-                    content=list(call.outcome.content) if call.outcome is not None else [],
-                    structured_content=call.outcome.structured_content if call.outcome is not None else None,
+                    name=clean_text(call.name),
+                    source=clean_text(call.source),
+                    arguments=stored_data(call.arguments),
+                    content=stored_data(list(call.outcome.content)) if call.outcome is not None else [],
+                    structured_content=(
+                        stored_data(call.outcome.structured_content) if call.outcome is not None else None
+                    ),
                     is_error=bool(call.outcome.is_error) if call.outcome is not None else True,
+                    refused=bool(getattr(call, "refused", False)),
                     duration_ms=call.outcome.duration_ms if call.outcome is not None else None,
                 )
                 for call in calls

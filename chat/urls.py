@@ -16,4 +16,5 @@ urlpatterns = [
     path("<uuid:pk>/delete/", views.delete, name="delete"),
     path("<uuid:pk>/settings/", views.configure, name="settings"),
     path("<uuid:pk>/export.<str:fmt>", views.export, name="export"),
+    path("<uuid:pk>/calls/<int:call_pk>/content/<int:index>/", views.tool_content, name="tool_content"),
 ]

@@ -17,6 +17,7 @@ class NetboxrwConfig(AppConfig):
         from netops.health import ReadinessCheck, register_check
 
         tools.register()
+        _register_periodic_jobs()
 
         def netbox_status() -> str:
             client = netbox_client()
@@ -24,3 +25,23 @@ class NetboxrwConfig(AppConfig):
             return f"NetBox {client.status().get('netbox-version', '?')}"
 
         register_check(ReadinessCheck("netbox", netbox_status, enabled=netbox_configured))
+
+
+def _register_periodic_jobs() -> None:
+    from django.conf import settings
+
+    from netboxrw import tasks
+    from netops.scheduling import PeriodicJob, register_periodic
+
+    register_periodic(
+        PeriodicJob(
+            "recover_change_requests",
+            tasks.recover_change_requests,
+            lambda: settings.CHANGE_RECOVERY_INTERVAL,
+        )
+    )
+    register_periodic(
+        PeriodicJob(
+            "expire_change_requests", tasks.expire_change_requests, lambda: settings.CHANGE_EXPIRY_INTERVAL
+        )
+    )

@@ -8,6 +8,11 @@ pages, so reads and conditional writes go through pynetbox's own ``http_session`
 - reads page with large pages and count requests (plans must read in bulk);
 - writes carry ``changelog_message`` and, for updates and deletes, ``If-Match`` (412 when stale);
 - every failure becomes one :class:`NetBoxError` with the status, field errors and a readable message.
+
+Only :mod:`netboxrw.executor` calls the write methods (and the seeder's ``--purge``, which deletes
+only what carries its tag); ``tests/security/test_netbox_writes_only_executor.py`` keeps it so.
+There are deliberately no convenience writers (``ensure_*``) here: a write outside the executor
+would bypass review, drift check and rollback.
 """
 
 from __future__ import annotations
@@ -303,7 +308,7 @@ class NetBoxClient:
         body = [{"id": i, "changelog_message": message} if message else {"id": i} for i in ids]
         self._request("DELETE", self._url(endpoint), body=body, timeout=self.config.bulk_timeout)
 
-    # --- idempotent helpers --------------------------------------------------------------------
+    # --- lookups -------------------------------------------------------------------------------
 
     def find_one(self, endpoint: str, filters: dict[str, Any]) -> dict[str, Any] | None:
         """The single object matching ``filters``, None if none; an error if the match is ambiguous."""
@@ -313,62 +318,6 @@ class NetBoxClient:
                 f"{page.count} {endpoint} objects match {filters}; be more specific", status=409
             )
         return page.results[0] if page.results else None
-
-    def ensure(
-        self, endpoint: str, lookup: dict[str, Any], data: dict[str, Any], *, message: str = ""
-    ) -> tuple[dict[str, Any], bool]:
-        """Return the object matching ``lookup`` or create it from ``data``; ``True`` when created."""
-        existing = self.find_one(endpoint, lookup)
-        if existing is not None:
-            return existing, False
-        return self.create(endpoint, data, message=message), True
-
-    def ensure_site(self, name: str, slug: str, **extra: Any) -> tuple[dict[str, Any], bool]:
-        return self.ensure("dcim/sites", {"slug": slug}, {"name": name, "slug": slug, **extra})
-
-    def ensure_device(
-        self, name: str, *, site_id: int, device_type_id: int, role_id: int, **extra: Any
-    ) -> tuple[dict[str, Any], bool]:
-        return self.ensure(
-            "dcim/devices",
-            {"name": name, "site_id": site_id},
-            {"name": name, "site": site_id, "device_type": device_type_id, "role": role_id, **extra},
-        )
-
-    def ensure_interface(
-        self, device_id: int, name: str, type: str = "virtual", **extra: Any
-    ) -> tuple[dict[str, Any], bool]:
-        return self.ensure(
-            "dcim/interfaces",
-            {"device_id": device_id, "name": name},
-            {"device": device_id, "name": name, "type": type, **extra},
-        )
-
-    def ensure_vlan(
-        self, vid: int, name: str, *, site_id: int | None = None, **extra: Any
-    ) -> tuple[dict[str, Any], bool]:
-        lookup: dict[str, Any] = {"vid": vid, **({"site_id": site_id} if site_id else {})}
-        data: dict[str, Any] = {"vid": vid, "name": name, **({"site": site_id} if site_id else {}), **extra}
-        return self.ensure("ipam/vlans", lookup, data)
-
-    def ensure_prefix(self, prefix: str, **extra: Any) -> tuple[dict[str, Any], bool]:
-        return self.ensure("ipam/prefixes", {"prefix": prefix}, {"prefix": prefix, **extra})
-
-    def ensure_ip_address(self, address: str, **extra: Any) -> tuple[dict[str, Any], bool]:
-        return self.ensure("ipam/ip-addresses", {"address": address}, {"address": address, **extra})
-
-    def assign_ip_to_interface(self, address: str, interface_id: int, *, message: str = "") -> dict[str, Any]:
-        """Create the address on the interface, or move an existing one onto it (idempotent)."""
-        existing = self.find_one("ipam/ip-addresses", {"address": address})
-        assignment = {"assigned_object_type": "dcim.interface", "assigned_object_id": interface_id}
-        if existing is None:
-            return self.create("ipam/ip-addresses", {"address": address, **assignment}, message=message)
-        if (
-            existing.get("assigned_object_type") == "dcim.interface"
-            and existing.get("assigned_object_id") == interface_id
-        ):
-            return existing
-        return self.update("ipam/ip-addresses", existing["id"], assignment, message=message)
 
 
 def _error_from(method: str, url: str, response: requests.Response) -> NetBoxError:

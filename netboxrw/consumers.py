@@ -37,7 +37,24 @@ class QueueConsumer(AsyncWebsocketConsumer):
         """The queue socket only listens."""
 
     async def change_updated(self, event: dict[str, Any]) -> None:
+        change_id = int(event["id"])
         await self.send(
-            text_data=f'<div id="queue-signal" hx-swap-oob="true" data-change="{int(event["id"])}" '
+            text_data=f'<div id="queue-signal" hx-swap-oob="true" data-change="{change_id}" '
             f'data-state="{escape(str(event["state"]))}"></div>'
+            + progress_fragment(change_id, str(event["state"]))
         )
+
+    async def change_progress(self, event: dict[str, Any]) -> None:
+        """A worker's progress on an applying change: the review page shows it as it goes."""
+        await self.send(
+            text_data=progress_fragment(int(event["id"]), "applying", int(event["done"]), int(event["total"]))
+        )
+
+
+def progress_fragment(change_id: int, state: str, done: int = 0, total: int = 0) -> str:
+    """The live line of a change's review page: "applying: 1,200 of 3,000 operations", or its state."""
+    text = f"applying: {done:,} of {total:,} operations" if state == "applying" and total else escape(state)
+    return (
+        f'<span id="change-progress-{change_id}" class="progress-line" hx-swap-oob="true" '
+        f'data-state="{escape(state)}">{text}</span>'
+    )

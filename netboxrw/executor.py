@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from netboxrw.client import NetBoxClient, NetBoxError
 from netboxrw.planner import Desired, Planner, key_tuple
@@ -32,6 +32,45 @@ MIN_BULK = 20
 # (its sample config; the request then fails with a 500 and is rolled back), and 500 cables or
 # devices can take longer than that on a loaded server, so requests are sized by measured cost.
 BULK_SECONDS = 20.0
+
+
+class Journal(Protocol):
+    """Where the executor records each write before it is sent and once NetBox answered.
+
+    Steps are numbered from 0 in the order they are written. ``netboxrw.journal`` keeps them in
+    the database so that a crashed worker's change can be finished or rolled back by another.
+    """
+
+    def before_write(self, seq: int, batch: list[Operation], payload: list[dict[str, Any]]) -> None: ...
+
+    def after_write(self, seq: int, batch: list[Operation], object_ids: list[int]) -> None: ...
+
+    def progress(self, done: int, total: int) -> None: ...
+
+
+@dataclass
+class JournalRecord:
+    """One journalled step as read back for recovery (``state``: intent, written or undone)."""
+
+    seq: int
+    action: str
+    endpoint: str
+    operations: list[dict[str, Any]]
+    object_ids: list[int]
+    state: str
+
+
+class NoJournal:
+    """For callers that apply in one go and need no crash recovery (the seeder, dry runs)."""
+
+    def before_write(self, seq: int, batch: list[Operation], payload: list[dict[str, Any]]) -> None:
+        return None
+
+    def after_write(self, seq: int, batch: list[Operation], object_ids: list[int]) -> None:
+        return None
+
+    def progress(self, done: int, total: int) -> None:
+        return None
 
 
 @dataclass
@@ -65,6 +104,7 @@ class Executor:
         log_context: dict[str, Any],
         dry_run: bool = False,
         bulk_updates: bool = False,
+        journal: Journal | None = None,
     ) -> None:
         """``bulk_updates``: consecutive updates of one endpoint in one PATCH, protected by the
         drift check only (bulk PATCH takes no ``If-Match``); for the seeder, not for reviewed changes."""
@@ -73,6 +113,7 @@ class Executor:
         self.message = message
         self.context = log_context
         self.dry_run = dry_run
+        self.journal: Journal = journal or NoJournal()
         self.ids: dict[str, int] = {}
         self.created: list[tuple[str, int, str]] = []
         self.updated: list[tuple[Operation, dict[str, Any]]] = []
@@ -92,9 +133,12 @@ class Executor:
             )
         objects: list[dict[str, Any]] = []
         sizer = BatchSizer()
+        total = len(plan.operations)
+        self.journal.progress(0, total)
         try:
-            for batch in sizer.batches(plan.operations, bulk_updates=self.bulk_updates):
-                objects += self._run(batch)
+            for seq, batch in enumerate(sizer.batches(plan.operations, bulk_updates=self.bulk_updates)):
+                objects += self._run(seq, batch)
+                self.journal.progress(len(objects), total)
         except NetBoxError as exc:
             rolled_back = self.rollback()
             return ApplyResult(
@@ -154,15 +198,17 @@ class Executor:
 
     # --- writes ----------------------------------------------------------------------------------
 
-    def _run(self, batch: list[Operation]) -> list[dict[str, Any]]:
+    def _run(self, seq: int, batch: list[Operation]) -> list[dict[str, Any]]:
         first = batch[0]
         if first.action == "create":
             payload = [self._bound(op.data) for op in batch]
+            self.journal.before_write(seq, batch, payload)
             created = (
                 self.client.bulk_create(first.endpoint, payload, message=self.message)
                 if len(batch) > 1
                 else [self.client.create(first.endpoint, payload[0], message=self.message)]
             )
+            self.journal.after_write(seq, batch, [obj["id"] for obj in created])
             for op, data, obj in zip(batch, payload, created, strict=True):
                 self.created.append((op.endpoint, obj["id"], op.display))
                 if op.ref:
@@ -178,12 +224,14 @@ class Executor:
                 for o in created
             ]
         if first.action == "update" and len(batch) > 1:
-            return self._bulk_update(batch)
+            return self._bulk_update(seq, batch)
         op = first
         if op.action == "update":
             object_id = op.id if op.id is not None else self.ids[op.ref or ""]
             data = self._bound(op.data)
+            self.journal.before_write(seq, batch, [{"id": object_id, **data}])
             obj = self.client.update(op.endpoint, object_id, data, etag=op.etag, message=self.message)
+            self.journal.after_write(seq, batch, [object_id])
             if op.id is not None:  # created by this plan: undone by deleting it
                 self.updated.append((op, obj))
             if op.ref:
@@ -198,13 +246,17 @@ class Executor:
                 }
             ]
         assert op.id is not None
+        self.journal.before_write(seq, batch, [{"id": op.id}])
         self.client.delete(op.endpoint, op.id, etag=op.etag, message=self.message)
+        self.journal.after_write(seq, batch, [op.id])
         self._log(op, "deleted", {}, op.id)
         return [{"action": "delete", "object_type": op.endpoint, "id": op.id, "display": op.display}]
 
-    def _bulk_update(self, batch: list[Operation]) -> list[dict[str, Any]]:
+    def _bulk_update(self, seq: int, batch: list[Operation]) -> list[dict[str, Any]]:
         items = [{"id": op.id, **self._bound(op.data)} for op in batch]
+        self.journal.before_write(seq, batch, items)
         updated = self.client.bulk_update(batch[0].endpoint, items, message=self.message)
+        self.journal.after_write(seq, batch, [int(item["id"]) for item in items])
         for op, item, obj in zip(batch, items, updated, strict=True):
             self.updated.append((op, obj))
             if op.ref and op.id is not None:
@@ -340,3 +392,102 @@ def _refs_in(value: Any) -> set[str]:
     if isinstance(value, list):
         return set().union(*(_refs_in(v) for v in value))
     return set()
+
+
+# --- recovery from a journal ---------------------------------------------------------------------
+
+
+def _bind(value: Any, ids: dict[str, int]) -> Any:
+    if isinstance(value, dict):
+        if "$ref" in value:
+            return ids.get(value["$ref"], value)
+        return {k: _bind(v, ids) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_bind(v, ids) for v in value]
+    return value
+
+
+def _known_ids(steps: list[JournalRecord]) -> dict[str, int]:
+    ids: dict[str, int] = {}
+    for step in steps:
+        if step.state != "intent":
+            for op, object_id in zip(step.operations, step.object_ids, strict=False):
+                if op.get("ref"):
+                    ids[op["ref"]] = object_id
+    return ids
+
+
+def _intent_targets(
+    client: NetBoxClient, step: JournalRecord, ids: dict[str, int]
+) -> list[tuple[dict[str, Any], int]]:
+    """The objects an ``intent`` step may have written: NetBox is asked, the journal cannot know."""
+    ops = step.operations
+    if step.action == "create":
+        lookups = [op for op in ops if op.get("lookup")]
+        if not lookups:
+            return []
+        bound = [_bind(op["lookup"], ids) for op in lookups]
+        found = Planner(client).existing(step.endpoint, [Desired(step.endpoint, key, {}) for key in bound])
+        targets = []
+        for op, key in zip(lookups, bound, strict=True):
+            obj = found.get(key_tuple(step.endpoint, key))
+            if obj is not None:
+                targets.append((op, int(obj["id"])))
+        return targets
+    if step.action == "update":
+        return [(op, op["id"]) for op in ops if op.get("id") is not None]
+    gone = []
+    for op in ops:  # a delete happened if the object is not there any more
+        try:
+            client.get(step.endpoint, op["id"])
+        except NetBoxError as exc:
+            if exc.status != 404:
+                raise
+            gone.append((op, op["id"]))
+    return gone
+
+
+def rollback_journal(
+    client: NetBoxClient, records: list[JournalRecord], *, message: str, on_undone: Callable[[int], None]
+) -> list[str]:
+    """Undo a crashed apply from its journal, newest step first; lines saying what was done.
+
+    Objects created are deleted, updated objects are patched back to the state read at planning,
+    deleted objects are created again from that state. An ``intent`` step's outcome is unknown, so
+    NetBox is asked (creates are looked up by their key, deletes by id). Raises
+    :class:`NetBoxError` when NetBox cannot be reached: steps already undone stay undone.
+    """
+    records = sorted(records, key=lambda record: record.seq)
+    ids = _known_ids(records)
+    lines: list[str] = []
+    for record in reversed(records):
+        if record.state == "undone":
+            continue
+        if record.state == "written":
+            targets = list(zip(record.operations, record.object_ids, strict=False))
+        else:
+            targets = _intent_targets(client, record, ids)
+        for op, object_id in reversed(targets):
+            lines.append(_undo(client, record.action, record.endpoint, op, object_id, message))
+        on_undone(record.seq)
+    return lines
+
+
+def _undo(
+    client: NetBoxClient, action: str, endpoint: str, op: dict[str, Any], object_id: int, message: str
+) -> str:
+    display = op.get("display") or f"{endpoint} #{object_id}"
+    if action == "create" or (action == "update" and op.get("id") is None):
+        try:
+            client.delete(endpoint, object_id, message=message)
+        except NetBoxError as exc:
+            if exc.status != 404:  # already gone with its parent (interfaces with their device)
+                raise
+        return f"deleted {display}"
+    before = {k: v for k, v in (op.get("before") or {}).items()}
+    if action == "update":
+        client.update(endpoint, object_id, before, message=message)
+        return f"restored {display}"
+    data = {k: v for k, v in before.items() if v is not None}
+    created = client.create(endpoint, data, message=message)
+    return f"created {display} again (now #{created['id']})"

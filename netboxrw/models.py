@@ -64,6 +64,15 @@ class ChangeRequest(models.Model):
     updated = models.DateTimeField(auto_now=True)
     reviewed_at = models.DateTimeField(null=True, blank=True)
     applied_at = models.DateTimeField(null=True, blank=True)
+    # Applying happens in a worker (netboxrw.tasks). The worker that claims the request holds a
+    # lease it renews while it writes; a lease that runs out means the worker died, and the
+    # recovery job settles the request from its journal.
+    claimed_by = models.CharField(max_length=64, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    progress_done = models.PositiveIntegerField(default=0)
+    progress_total = models.PositiveIntegerField(default=0)
+    recovery_attempts = models.PositiveIntegerField(default=0)
+    next_recovery_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created"]
@@ -92,3 +101,41 @@ class ChangeEvent(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.change_request_id}: {self.from_state or '-'} -> {self.to_state}"
+
+
+class JournalState(models.TextChoices):
+    INTENT = "intent", "About to write"
+    WRITTEN = "written", "Written"
+    UNDONE = "undone", "Undone"
+
+
+class ChangeJournalStep(models.Model):
+    """One write of an applying change, recorded before it is sent and again once NetBox answered.
+
+    The executor writes in plan order and journals in the same order, so after a crash the steps
+    say exactly what may be in NetBox: ``written`` steps with NetBox's ids and the objects' previous
+    state, at most one ``intent`` step whose outcome is unknown (looked up by key on recovery).
+    """
+
+    change_request = models.ForeignKey(ChangeRequest, on_delete=models.CASCADE, related_name="journal")
+    seq = models.PositiveIntegerField()
+    action = models.CharField(max_length=16)  # create, update, delete
+    endpoint = models.CharField(max_length=100)
+    operations = models.JSONField(help_text="The plan's operations of this step (lookup, id, before).")
+    payload = models.JSONField(help_text="What is sent, with references bound to ids.")
+    state = models.CharField(max_length=16, choices=JournalState.choices, default=JournalState.INTENT)
+    object_ids = models.JSONField(default=list, help_text="NetBox ids written, in operation order.")
+    worker = models.CharField(max_length=64, blank=True)
+    at = models.DateTimeField(auto_now_add=True)
+    written_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["change_request", "seq"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["change_request", "seq"], name="netboxrw_journal_one_step_per_seq"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.change_request_id} step {self.seq}: {self.action} {self.endpoint} ({self.state})"

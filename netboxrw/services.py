@@ -8,6 +8,7 @@ pages and the requesting conversation are told after commit.
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -16,7 +17,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.contrib.auth.models import User
-from django.db import transaction
+from django.db import connection, models, transaction
 from django.utils import timezone
 from django_guid import get_guid
 
@@ -79,17 +80,25 @@ def _transition(
 
 def _announce(change: ChangeRequest) -> None:
     """Tell open queue pages and the conversation that asked (coarse events on the channel layer)."""
+    event = {"type": "change.updated", "id": change.pk, "state": change.state, "summary": change.summary}
+    _broadcast(change, event, conversation_type="change.outcome")
+
+
+def _broadcast(change: ChangeRequest, event: dict[str, Any], *, conversation_type: str) -> None:
+    """``event`` to the queue pages, and as ``conversation_type`` to the asking conversation.
+
+    Best effort: the state is already committed, so a channel-layer failure is logged, not raised.
+    """
     layer = get_channel_layer()
     if layer is None:
         return
-    event = {"type": "change.updated", "id": change.pk, "state": change.state, "summary": change.summary}
     try:
         async_to_sync(layer.group_send)(QUEUE_GROUP, event)
         if change.conversation_id:
             async_to_sync(layer.group_send)(
-                f"chat.{change.conversation_id}", {**event, "type": "change.outcome"}
+                f"chat.{change.conversation_id}", {**event, "type": conversation_type}
             )
-    except Exception:  # announcing is best effort; the state is already committed
+    except Exception:
         logger.exception("could not announce change request update", extra={"change_request": change.pk})
 
 
@@ -141,11 +150,15 @@ def change_request_reject(*, change_id: int, reviewer: User, comment: str = "") 
 
 
 def change_request_approve(*, change_id: int, reviewer: User, comment: str = "") -> ChangeRequest:
-    """Approve and apply. Exactly one of several concurrent approvals gets past the lock.
+    """Record the approval and queue the apply; returns at once (the change is ``approved``).
 
-    NetBox is asked first: when it is unreachable the approval is refused with a clear error and the
-    request stays pending, untouched, to be approved again later.
+    A worker (``manage.py worker``) claims and applies it. The task row is written in the same
+    transaction as the approval, so an approved change is always queued, exactly once; of several
+    concurrent approvals exactly one gets past the row lock. NetBox is asked first: when it is
+    unreachable the approval is refused with a clear error and the request stays pending.
     """
+    from netboxrw.tasks import apply_change_request
+
     change_requests_expire()
     _check_reviewer(ChangeRequest.objects.get(pk=change_id), reviewer)
     client = netbox_client()
@@ -160,15 +173,76 @@ def change_request_approve(*, change_id: int, reviewer: User, comment: str = "")
         change = ChangeRequest.objects.select_for_update().get(pk=change_id)
         _check_reviewer(change, reviewer)
         change.reviewer, change.review_comment, change.reviewed_at = reviewer, comment, timezone.now()
+        change.progress_total = len(change.plan.get("operations", []))
         _transition(change, ChangeState.APPROVED, actor=reviewer, comment=comment)
-        _transition(change, ChangeState.APPLYING, actor=reviewer)
-    return _apply(change, reviewer)
+        apply_change_request.enqueue(change.pk)
+    return change
 
 
-def _apply(change: ChangeRequest, reviewer: User) -> ChangeRequest:
+def change_request_apply(*, change_id: int, worker_id: str) -> str:
+    """Claim an approved request and apply it (in a worker); the final state, or why not claimed.
+
+    The claim is a row lock that skips rows another worker holds, then a lease this worker renews
+    while it writes; every write is journalled first (:class:`netboxrw.journal.DatabaseJournal`).
+    """
+    with transaction.atomic():
+        change = (
+            ChangeRequest.objects.select_for_update(skip_locked=True)
+            .filter(pk=change_id, state=ChangeState.APPROVED)
+            .first()
+        )
+        if change is None:
+            return "not claimed: not approved, or another worker has it"
+        change.claimed_by = worker_id
+        change.lease_expires_at = _lease_end()
+        _transition(change, ChangeState.APPLYING, actor=change.reviewer, label=_actor_label(change))
+    with _Lease(change.pk, worker_id):
+        return _apply(change, worker_id)
+
+
+def _actor_label(change: ChangeRequest) -> str:
+    return change.reviewer.get_username() if change.reviewer is not None else "system"
+
+
+def _lease_end() -> Any:
+    return timezone.now() + timedelta(seconds=settings.CHANGE_APPLY_LEASE_SECONDS)
+
+
+class _Lease:
+    """Renews this worker's lease on a change every third of its length, in a thread, until closed."""
+
+    def __init__(self, change_id: int, worker_id: str) -> None:
+        self.change_id, self.worker_id = change_id, worker_id
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._renew, name=f"lease-{change_id}", daemon=True)
+
+    def __enter__(self) -> _Lease:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _renew(self) -> None:
+        try:
+            while not self._stop.wait(settings.CHANGE_APPLY_LEASE_SECONDS / 3):
+                ChangeRequest.objects.filter(pk=self.change_id, claimed_by=self.worker_id).update(
+                    lease_expires_at=_lease_end()
+                )
+        except Exception:  # the database went away: the lease runs out and recovery takes over
+            logger.exception("could not renew the apply lease", extra={"change_request": self.change_id})
+        finally:
+            connection.close()
+
+
+def _apply(change: ChangeRequest, worker_id: str) -> str:
     """Run the executor outside the lock; record the outcome (applied, failed or conflict)."""
+    from netboxrw.journal import DatabaseJournal
+
     client = netbox_client()
-    message = f"netops change request #{change.pk}: {change.summary} (approved by {reviewer.get_username()})"
+    approver = _actor_label(change)
+    message = f"netops change request #{change.pk}: {change.summary} (approved by {approver})"
     if client is None:
         outcome, result, error = (
             ChangeState.FAILED,
@@ -179,8 +253,11 @@ def _apply(change: ChangeRequest, reviewer: User) -> ChangeRequest:
         executor = Executor(
             client,
             message=message[:200],
-            log_context={"change_request": change.pk, "approver": reviewer.get_username()},
+            log_context={"change_request": change.pk, "approver": approver, "worker": worker_id},
             dry_run=settings.NETBOX_DRY_RUN,
+            journal=DatabaseJournal(
+                change, worker_id, on_progress=lambda done, total: _announce_progress(change, done, total)
+            ),
         )
         try:
             applied = executor.apply(Plan.from_json(change.plan))
@@ -194,13 +271,133 @@ def _apply(change: ChangeRequest, reviewer: User) -> ChangeRequest:
                 error = "; ".join(applied.conflicts)
         except NetBoxError as exc:  # NetBox unreachable during the drift check: nothing was written
             outcome, result, error = ChangeState.FAILED, {"outcome": "failed", "message": str(exc)}, str(exc)
+    _finish(change.pk, outcome, result=result, error=error)
+    return outcome
+
+
+def _finish(change_id: int, outcome: str, *, result: dict[str, Any], error: str) -> None:
     with transaction.atomic():
-        locked = ChangeRequest.objects.select_for_update().get(pk=change.pk)
+        locked = ChangeRequest.objects.select_for_update().get(pk=change_id)
         locked.result, locked.error = result, error
+        locked.claimed_by, locked.lease_expires_at = "", None
         if outcome == ChangeState.APPLIED:
             locked.applied_at = timezone.now()
-        _transition(locked, outcome, actor=reviewer, comment=error[:1000])
-    return locked
+            locked.progress_done = locked.progress_total
+        _transition(locked, outcome, actor=locked.reviewer, label=_actor_label(locked), comment=error[:1000])
+
+
+def _announce_progress(change: ChangeRequest, done: int, total: int) -> None:
+    """Tell the queue pages and the asking conversation how far an apply is (best effort)."""
+    event = {
+        "type": "change.progress",
+        "id": change.pk,
+        "state": ChangeState.APPLYING,
+        "done": done,
+        "total": total,
+    }
+    _broadcast(change, event, conversation_type="change.progress")
+
+
+RECOVERY_MAX_DELAY = 300.0
+
+
+def _fully_written(change: ChangeRequest) -> bool:
+    """Every operation of the plan is in a ``written`` journal step (nothing is left to do or undo)."""
+    from netboxrw.models import JournalState
+
+    steps = list(change.journal.all())
+    planned = len(change.plan.get("operations", []))
+    written = sum(len(step.operations) for step in steps if step.state == JournalState.WRITTEN)
+    return planned > 0 and written == planned and all(step.state == JournalState.WRITTEN for step in steps)
+
+
+def change_requests_recover(*, worker_id: str) -> int:
+    """Settle every change whose worker died mid-apply (lease run out): roll it back from its journal.
+
+    The change ends ``failed`` with "interrupted by a worker crash, rolled back" and what was undone.
+    NetBox unreachable: the change stays ``applying``, says so in ``error``, and is retried with
+    exponential backoff (nothing undone so far is lost: steps are marked undone one by one).
+    Returns how many changes were settled.
+    """
+    now = timezone.now()
+    abandoned = ChangeRequest.objects.filter(state=ChangeState.APPLYING, lease_expires_at__lt=now).filter(
+        models.Q(next_recovery_at__isnull=True) | models.Q(next_recovery_at__lte=now)
+    )
+    settled = 0
+    for change_id in abandoned.values_list("pk", flat=True):
+        with transaction.atomic():
+            change = (
+                ChangeRequest.objects.select_for_update(skip_locked=True)
+                .filter(pk=change_id, state=ChangeState.APPLYING, lease_expires_at__lt=timezone.now())
+                .first()
+            )
+            if change is None:
+                continue  # another worker is recovering it, or its worker came back
+            crashed_worker = change.claimed_by
+            change.claimed_by, change.lease_expires_at = worker_id, _lease_end()
+            change.save(update_fields=["claimed_by", "lease_expires_at", "updated"])
+        with _Lease(change.pk, worker_id):
+            settled += _recover(change, crashed_worker)
+    return settled
+
+
+def _recover(change: ChangeRequest, crashed_worker: str) -> int:
+    from netboxrw.journal import rollback
+
+    writer = change.journal.order_by("-seq").values_list("worker", flat=True).first() or crashed_worker
+    if _fully_written(change):
+        # The worker died after its last write, before recording the outcome: the change is applied.
+        objects = [
+            {"action": step.action, "object_type": step.endpoint, "id": object_id}
+            for step in change.journal.order_by("seq")
+            for object_id in step.object_ids
+        ]
+        _finish(
+            change.pk,
+            ChangeState.APPLIED,
+            result={
+                "outcome": "applied",
+                "message": "applied; outcome recorded after a worker crash",
+                "objects": objects,
+            },
+            error="",
+        )
+        logger.warning(
+            "crashed change found fully written", extra={"change_request": change.pk, "worker": writer}
+        )
+        return 1
+    client = netbox_client()
+    message = f"netops change request #{change.pk}: rollback after a worker crash"
+    try:
+        if client is None:
+            raise NetBoxError("NetBox is not configured (NETBOX_URL)")
+        undone = rollback(client, change, message=message[:200])
+    except NetBoxError as exc:
+        attempts = change.recovery_attempts + 1
+        delay = min(RECOVERY_MAX_DELAY, 2.0**attempts)
+        ChangeRequest.objects.filter(pk=change.pk).update(
+            recovery_attempts=attempts,
+            next_recovery_at=timezone.now() + timedelta(seconds=delay),
+            lease_expires_at=timezone.now(),  # free for the next attempt, by any worker
+            claimed_by="",
+            error=f"interrupted by a worker crash; rolling back waits for NetBox ({exc.message}); "
+            f"attempt {attempts}, next in {delay:.0f} s",
+        )
+        logger.warning(
+            "change recovery waits for NetBox", extra={"change_request": change.pk, "attempt": attempts}
+        )
+        return 0
+    # The journal names the worker that was writing (a failed recovery attempt may have claimed since).
+    error = f"interrupted by a worker crash ({writer or 'unknown worker'}), rolled back"
+    error += f": {'; '.join(undone)}" if undone else ": nothing had been written"
+    _finish(
+        change.pk,
+        ChangeState.FAILED,
+        result={"outcome": "failed", "rolled_back": undone},
+        error=error,
+    )
+    logger.warning("crashed change rolled back", extra={"change_request": change.pk, "undone": len(undone)})
+    return 1
 
 
 def change_requests_expire() -> int:

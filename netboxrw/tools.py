@@ -20,7 +20,7 @@ from netboxrw.client import NetBoxClient
 from netboxrw.config import netbox_client
 from netboxrw.plans import Plan
 from netboxrw.services import Requester, change_request_create
-from netops.errors import ApplicationError
+from netops.errors import ApplicationError, InvalidInput
 from registry.catalog import BuiltinProvider, BuiltinTool, CallContext, register_provider
 
 SOURCE = "netbox"
@@ -31,6 +31,16 @@ _CONFIRM = {
     "description": "false: only show the diff. true: submit it for review.",
 }
 _SITE = {"type": "string", "description": "Site slug or name (to tell same-named devices apart)."}
+
+
+def strict_bool(value: Any, field: str) -> bool:
+    """``value`` if it is a JSON boolean; anything else (``"false"``, 0, null) is a 400 naming ``field``.
+
+    ``bool("false")`` is True: a string once queued a change request nobody meant to submit.
+    """
+    if isinstance(value, bool):
+        return value
+    raise InvalidInput(f"must be true or false (a JSON boolean), not {type(value).__name__}", field=field)
 
 
 def _client() -> NetBoxClient:
@@ -77,7 +87,7 @@ def _write(
 ) -> BuiltinTool:
     async def handler(arguments: dict[str, Any], context: CallContext) -> Any:
         arguments = dict(arguments)
-        confirm = bool(arguments.pop("confirm", False))
+        confirm = strict_bool(arguments.pop("confirm", False), "confirm")
         plan = await asyncio.to_thread(planner, _client(), arguments)
         if plan.is_noop:
             return {

@@ -1,5 +1,10 @@
 """ASGI entry point: HTTP through Django, websockets through Channels with origin and session checks.
 
+Every connection first passes :class:`netops.client_address.ClientAddressMiddleware`: proxy headers
+count only from ``TRUSTED_PROXIES``, so daphne runs without ``--proxy-headers`` (which would believe
+them from anyone). Websockets then pass :class:`netops.websocket_origin.SameOriginValidator`: the
+page's origin must be the one the socket was opened to (scheme, host and port).
+
 ``/mcp`` (and anything under ``/mcp/``) is netops' own MCP server (``registry.mcp_endpoint``): the
 MCP SDK's transport is an ASGI app, so it is mounted beside Django rather than behind a view.
 
@@ -20,11 +25,12 @@ django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402  (Django must be set up first)
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 from starlette.types import Receive, Scope, Send  # noqa: E402
 
+from netops.client_address import ClientAddressMiddleware  # noqa: E402
 from netops.routing import websocket_urlpatterns  # noqa: E402
+from netops.websocket_origin import SameOriginValidator  # noqa: E402
 from registry.mcp_endpoint import is_mcp_path, mcp_asgi_app  # noqa: E402
 
 # Typed Any: django-stubs and Starlette spell the same ASGI callables with different mapping types.
@@ -40,9 +46,13 @@ async def http_app(scope: Scope, receive: Receive, send: Send) -> None:
         await django_http_app(scope, receive, send)
 
 
-application = ProtocolTypeRouter(
-    {
-        "http": http_app,
-        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
-    }
+# The client address and scheme are settled first (proxy headers only from TRUSTED_PROXIES), so
+# REMOTE_ADDR, the /metrics allowlist, logs and the websocket origin check all see the same answer.
+application = ClientAddressMiddleware(
+    ProtocolTypeRouter(
+        {
+            "http": http_app,
+            "websocket": SameOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        }
+    )
 )

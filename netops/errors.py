@@ -45,6 +45,17 @@ class NotFoundError(ApplicationError):
     code = "not_found"
 
 
+class PermissionDeniedError(ApplicationError):
+    """The caller may use the endpoint but lacks a permission this particular change needs.
+
+    Model permissions are checked before a view runs; this is for rules that depend on the data
+    (a secret reference, a stdio server), so the message names the field and the permission.
+    """
+
+    status_code = 403
+    code = "permission_denied"
+
+
 class ConflictError(ApplicationError):
     """The request is valid but the current state does not allow it."""
 
@@ -115,3 +126,13 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     elif isinstance(response.data, dict) and "detail" in response.data:
         response.data = {"error": str(response.data["detail"])}
     return response
+
+
+class InvalidInput(ApplicationError):
+    """Input netops cannot take as it is (NUL, a lone surrogate, too deep or too big, unparsable).
+
+    Always 400; ``field`` names where the problem is (a form field or a JSON path) when known.
+    """
+
+    status_code = 400
+    code = "invalid_input"

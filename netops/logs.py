@@ -8,7 +8,6 @@ serving a request names its caller, including lines from services deep below the
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
@@ -18,27 +17,15 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponse
 
 from netops.metrics import observe_request
+from netops.redaction import process_secrets, redactor_for
+from netops.redaction import register_secret_value as register_secret_value
 
 _current_user: ContextVar[str] = ContextVar("netops_user", default="-")
-
-_secret_values: set[str] = set()
-_secret_lock = threading.Lock()
 
 
 def set_log_user(identity: str) -> None:
     """Name the caller (user name or ``key:<id>``) for the log lines of the current context."""
     _current_user.set(identity)
-
-
-def register_secret_value(value: str) -> None:
-    """Remember a resolved secret so that no log line can ever contain it.
-
-    Called by :func:`netops.secrets.resolve_secret`; secrets shorter than 6 characters are not
-    tracked because masking them would mangle ordinary words.
-    """
-    if len(value) >= 6:
-        with _secret_lock:
-            _secret_values.add(value)
 
 
 class RequestContextFilter(logging.Filter):
@@ -51,12 +38,12 @@ class RequestContextFilter(logging.Filter):
 
 
 def redact(text: str) -> str:
-    """``text`` with every resolved secret replaced by ``[redacted]``."""
-    if not _secret_values or not text:
-        return text
-    with _secret_lock:
-        values = tuple(_secret_values)
-    return _redact(text, values)
+    """``text`` with every secret this process holds replaced by ``[redacted]``, in every encoded form.
+
+    The secret registry and the matching live in :mod:`netops.redaction` (Django-free);
+    ``register_secret_value`` is re-exported here for :mod:`netops.secrets`.
+    """
+    return redactor_for().redact(text) if text else text
 
 
 _STANDARD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
@@ -71,32 +58,25 @@ class RedactSecretsFilter(logging.Filter):
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not _secret_values:
+        if not process_secrets():
             return True
-        with _secret_lock:
-            values = tuple(_secret_values)
+        redactor = redactor_for()
         message = record.getMessage()
-        redacted = _redact(message, values)
+        redacted = redactor.redact(message)
         if redacted != message:
             record.msg, record.args = redacted, None
         for name, value in list(vars(record).items()):
-            if name not in _STANDARD_ATTRIBUTES and isinstance(value, str):
-                setattr(record, name, _redact(value, values))
+            if name not in _STANDARD_ATTRIBUTES and isinstance(value, str | dict | list):
+                setattr(record, name, redactor.redact_data(value))
         if record.exc_info and record.exc_info[1] is not None:
             import traceback
 
             text = "".join(traceback.format_exception(*record.exc_info))
-            if any(value in text for value in values):
+            cleaned = redactor.redact(text)
+            if cleaned != text:
                 record.exc_info = None
-                record.exc_text = _redact(text, values)
+                record.exc_text = cleaned
         return True
-
-
-def _redact(text: str, values: tuple[str, ...]) -> str:
-    for value in values:
-        if value in text:
-            text = text.replace(value, "[redacted]")
-    return text
 
 
 access_logger = logging.getLogger("netops.access")

@@ -22,20 +22,20 @@ database-backed gauges are the same in every process; use ``max`` rather than ``
 Access: ``/metrics`` answers a caller that sends ``Authorization: Bearer <METRICS_TOKEN>`` (when a
 token is configured) or whose address (``REMOTE_ADDR``) is in ``METRICS_ALLOWED_NETWORKS``; either
 one suffices. Set ``METRICS_ALLOWED_NETWORKS`` empty to require the token from everywhere.
+``REMOTE_ADDR`` is the direct peer unless that peer is one of ``TRUSTED_PROXIES``
+(:mod:`netops.client_address`): an ``X-Forwarded-For`` from anyone else unlocks nothing.
 """
 
 from __future__ import annotations
 
 import functools
 import hmac
-import ipaddress
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from typing import Any, Protocol, TypeVar, cast
 
 from django.conf import settings
-from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError
 from django.db.models import Count
 from django.http import HttpRequest, HttpResponse
@@ -54,6 +54,8 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+from netops.client_address import in_networks, parse_networks
 
 logger = logging.getLogger(__name__)
 
@@ -238,23 +240,10 @@ REGISTRY.register(StateCollector())
 # --- the endpoint ------------------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=8)
-def _networks(cidrs: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
-    try:
-        return tuple(ipaddress.ip_network(cidr.strip(), strict=False) for cidr in cidrs if cidr.strip())
-    except ValueError as exc:
-        raise ImproperlyConfigured(f"METRICS_ALLOWED_NETWORKS: {exc}") from None
-
-
 def address_allowed(address: str) -> bool:
     """Whether ``address`` (an IPv4 or IPv6 literal) lies in ``METRICS_ALLOWED_NETWORKS``."""
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return any(ip in network for network in _networks(tuple(settings.METRICS_ALLOWED_NETWORKS)))
+    networks = parse_networks(tuple(settings.METRICS_ALLOWED_NETWORKS), "METRICS_ALLOWED_NETWORKS")
+    return in_networks(address, networks)
 
 
 def _token_matches(header: str, token: str) -> bool:

@@ -1,31 +1,45 @@
-"""Admin for LLM models and MCP servers; saves go through the services so their rules hold here too."""
+"""Admin for LLM models and MCP servers; saves go through the services so their rules hold here too.
+
+The rules of :mod:`registry.secret_guard` show up as read-only fields: without
+``registry.manage_secrets`` the secret references (and, on an entry that carries one, where it is
+sent) cannot be edited, raw stdio ``env`` values are masked, and only superusers may change or
+delete a stdio server. The services enforce the same rules again on save.
+"""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db import models
 from django.db.models import QuerySet
 from django.http import HttpRequest
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
-from registry import services
+from netops.errors import ApplicationError, PermissionDeniedError
+from registry import services, tool_review
+from registry.api.serializers import masked_env
 from registry.keys import api_key_create
-from registry.models import APIKey, LLMModel, MCPProtocol, MCPServer, ServerStatus, ToolCallAudit
+from registry.models import (
+    APIKey,
+    LLMModel,
+    MCPProtocol,
+    MCPServer,
+    ServerStatus,
+    Tool,
+    ToolCallAudit,
+    ToolReview,
+)
+from registry.secret_guard import can_manage_secrets, secret_fields_locked, stdio_check
+from registry.tool_diff import definition_diff
 
 # Scheme-less URLs typed into the admin are https (Django 6's default, chosen explicitly now).
 _URL_FIELDS: dict[type[models.Field[Any, Any]], dict[str, Any]] = {
     models.URLField: {"assume_scheme": "https"}
-}
-
-_BADGE: dict[str, str] = {
-    ServerStatus.HEALTHY: "#1a7f37",
-    ServerStatus.UNHEALTHY: "#cf222e",
-    ServerStatus.UNKNOWN: "#6e7781",
-    ServerStatus.DISABLED: "#8c959f",
 }
 
 
@@ -53,6 +67,7 @@ class LLMModelForm(forms.ModelForm[LLMModel]):
             "temperature",
             "max_tokens",
             "request_timeout",
+            "accepts_images",
         ]
 
     def _get_validation_exclusions(self) -> set[str]:
@@ -83,12 +98,21 @@ class LLMModelAdmin(admin.ModelAdmin[LLMModel]):
     fieldsets = [
         (None, {"fields": ["name", "description", "is_default"]}),
         ("Endpoint", {"fields": ["provider", "endpoint", "api_version", "model", "api_key_ref"]}),
-        ("Generation", {"fields": ["temperature", "max_tokens", "request_timeout"]}),
+        ("Generation", {"fields": ["temperature", "max_tokens", "request_timeout", "accepts_images"]}),
         ("History", {"fields": ["created", "last_updated"]}),
     ]
 
+    def get_readonly_fields(self, request: HttpRequest, obj: LLMModel | None = None) -> Any:
+        fields = list(super().get_readonly_fields(request, obj))
+        if not can_manage_secrets(request.user):
+            fields += secret_fields_locked(LLMModel, obj)
+        return fields
+
     def save_model(self, request: HttpRequest, obj: LLMModel, form: Any, change: bool) -> None:
-        services.llm_model_save(model=obj)
+        try:
+            services.llm_model_save(model=obj, actor=request.user)
+        except PermissionDeniedError as exc:
+            raise PermissionDenied(str(exc)) from None
 
     def delete_model(self, request: HttpRequest, obj: LLMModel) -> None:
         services.llm_model_delete(model=obj)
@@ -101,6 +125,10 @@ class LLMModelAdmin(admin.ModelAdmin[LLMModel]):
 @admin.register(MCPServer)
 class MCPServerAdmin(admin.ModelAdmin[MCPServer]):
     formfield_overrides = _URL_FIELDS
+
+    class Media:
+        css = {"all": ["css/admin.css"]}
+
     list_display = [
         "name",
         "protocol",
@@ -119,6 +147,7 @@ class MCPServerAdmin(admin.ModelAdmin[MCPServer]):
         "last_result",
         "last_checked_at",
         "last_error",
+        "health_note",
         "tool_list",
         "tools_refreshed_at",
         "created",
@@ -129,7 +158,7 @@ class MCPServerAdmin(admin.ModelAdmin[MCPServer]):
         ("Connection", {"fields": ["protocol", "url", "health_check", "connect_timeout", "call_timeout"]}),
         ("stdio", {"fields": ["command", "args", "env"], "classes": ["collapse"]}),
         ("Authentication", {"fields": ["auth_header", "auth_scheme", "auth_secret_ref"]}),
-        ("Tool permissions", {"fields": ["tool_permission", "tool_permissions"]}),
+        ("Tool permissions", {"fields": ["tool_permission", "tool_permissions", "accept_new_tools"]}),
         (
             "Health",
             {
@@ -138,6 +167,7 @@ class MCPServerAdmin(admin.ModelAdmin[MCPServer]):
                     "last_result",
                     "last_checked_at",
                     "last_error",
+                    "health_note",
                     "tools_refreshed_at",
                     "tool_list",
                 ]
@@ -153,7 +183,34 @@ class MCPServerAdmin(admin.ModelAdmin[MCPServer]):
             fields += ["command", "args", "env"]
             if obj is not None and obj.protocol == MCPProtocol.STDIO:
                 fields.append("protocol")
+        if not can_manage_secrets(request.user):
+            fields += [f for f in secret_fields_locked(MCPServer, obj) if f not in fields]
+            fields.append("env_display")
         return fields
+
+    def get_fieldsets(self, request: HttpRequest, obj: MCPServer | None = None) -> Any:
+        # Without manage_secrets, env is shown through env_display, with raw values masked.
+        fieldsets = super().get_fieldsets(request, obj)
+        if can_manage_secrets(request.user):
+            return fieldsets
+        return [
+            (title, {**options, "fields": ["env_display" if f == "env" else f for f in options["fields"]]})
+            for title, options in fieldsets
+        ]
+
+    def has_change_permission(self, request: HttpRequest, obj: MCPServer | None = None) -> bool:
+        if obj is not None and obj.protocol == MCPProtocol.STDIO and not request.user.is_superuser:
+            return False  # a program run on this host: view only (registry.secret_guard)
+        return super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: MCPServer | None = None) -> bool:
+        if obj is not None and obj.protocol == MCPProtocol.STDIO and not request.user.is_superuser:
+            return False
+        return super().has_delete_permission(request, obj)
+
+    @admin.display(description="env")
+    def env_display(self, obj: MCPServer) -> str:
+        return json.dumps(masked_env(obj.env, show_raw=False), ensure_ascii=False)
 
     def get_form(
         self, request: HttpRequest, obj: MCPServer | None = None, change: bool = False, **kwargs: Any
@@ -170,18 +227,39 @@ class MCPServerAdmin(admin.ModelAdmin[MCPServer]):
 
     @admin.display(description="status", ordering="status")
     def status_badge(self, obj: MCPServer) -> SafeString:
-        return format_html(
-            '<span style="color:#fff;background:{};padding:1px 8px;border-radius:8px">{}</span>',
-            _BADGE.get(obj.status, "#6e7781"),
-            obj.get_status_display(),
-        )
+        # A class, not a style attribute: the Content-Security-Policy refuses inline styles.
+        status = obj.status if obj.status in ServerStatus.values else ServerStatus.UNKNOWN
+        return format_html('<span class="status-badge status-{}">{}</span>', status, obj.get_status_display())
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[MCPServer]:
+        return super().get_queryset(request).prefetch_related("tools")  # tool_count, tool_list
 
     @admin.display(description="tools")
     def tool_list(self, obj: MCPServer) -> str:
-        return ", ".join(t.get("name", "") for t in obj.tools or []) or "—"
+        return ", ".join(t.public_name for t in obj.tools.all() if t.present) or "—"
 
     def save_model(self, request: HttpRequest, obj: MCPServer, form: Any, change: bool) -> None:
-        services.mcp_server_save(server=obj)
+        try:
+            services.mcp_server_save(server=obj, actor=request.user)
+        except PermissionDeniedError as exc:
+            raise PermissionDenied(str(exc)) from None
+
+    def delete_model(self, request: HttpRequest, obj: MCPServer) -> None:
+        try:
+            services.mcp_server_delete(server=obj, actor=request.user)
+        except PermissionDeniedError as exc:
+            raise PermissionDenied(str(exc)) from None
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[MCPServer]) -> None:
+        # "Delete selected" checks the model permission only: refuse a selection with a stdio server.
+        servers = list(queryset)
+        try:
+            for server in servers:  # all or nothing: check every one before deleting any
+                stdio_check(actor=request.user, stored=server, new=None)
+        except PermissionDeniedError as exc:
+            raise PermissionDenied(str(exc)) from None
+        for server in servers:
+            services.mcp_server_delete(server=server, actor=request.user)
 
     @admin.action(description="Run a health check now", permissions=["change"])
     def run_health_check(self, request: HttpRequest, queryset: QuerySet[MCPServer]) -> None:
@@ -203,6 +281,162 @@ class MCPServerAdmin(admin.ModelAdmin[MCPServer]):
         skipped = queryset.count() - len(outcomes)
         if skipped:
             self.message_user(request, f"{skipped} disabled server(s) skipped", messages.WARNING)
+
+
+class ToolForm(forms.ModelForm[Tool]):
+    """Only the admin's own words are edited here (enabled, access); saves go through the services."""
+
+    class Meta:
+        model = Tool
+        fields = ["enabled", "access"]
+
+
+@admin.register(Tool)
+class ToolAdmin(admin.ModelAdmin[Tool]):
+    """Every tool of every server: review held definitions (with a diff), enable, disable, set access.
+
+    The definition fields are read-only: they come from the server, and a changed definition
+    becomes the accepted one only through "Accept the held definition" (registry.tool_review).
+    """
+
+    form = ToolForm
+
+    class Media:
+        css = {"all": ["css/admin.css"]}
+
+    list_display = ["public_name", "server", "name", "review", "enabled", "access", "present", "held_at"]
+    list_filter = ["review", "enabled", "access", "present", "server"]
+    search_fields = ["public_name", "name", "description", "server__name"]
+    list_select_related = ["server"]
+    actions = ["accept_held", "disable_tools", "enable_tools"]
+    readonly_fields = [
+        "server",
+        "name",
+        "public_name",
+        "review",
+        "held_diff",
+        "title",
+        "description",
+        "input_schema_display",
+        "output_schema_display",
+        "annotations_display",
+        "fingerprint",
+        "pending_fingerprint",
+        "held_at",
+        "present",
+        "first_seen_at",
+        "last_seen_at",
+        "reviewed_at",
+        "reviewed_by",
+    ]
+    fieldsets = [
+        (None, {"fields": ["public_name", "server", "name", "enabled", "access"]}),
+        (
+            "Review",
+            {
+                "fields": [
+                    "review",
+                    "held_at",
+                    "held_diff",
+                    "pending_fingerprint",
+                    "reviewed_at",
+                    "reviewed_by",
+                ]
+            },
+        ),
+        (
+            "Accepted definition",
+            {
+                "fields": [
+                    "title",
+                    "description",
+                    "input_schema_display",
+                    "output_schema_display",
+                    "annotations_display",
+                    "fingerprint",
+                ]
+            },
+        ),
+        ("History", {"fields": ["present", "first_seen_at", "last_seen_at"]}),
+    ]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # tools come from their servers' checks
+
+    def has_delete_permission(self, request: HttpRequest, obj: Tool | None = None) -> bool:
+        return False  # a row keeps its public name reserved while its server is registered
+
+    @admin.display(description="input schema")
+    def input_schema_display(self, obj: Tool) -> SafeString:
+        return _json_block(obj.input_schema)
+
+    @admin.display(description="output schema")
+    def output_schema_display(self, obj: Tool) -> SafeString:
+        return _json_block(obj.output_schema)
+
+    @admin.display(description="annotations")
+    def annotations_display(self, obj: Tool) -> SafeString:
+        return _json_block(obj.annotations)
+
+    @admin.display(description="held definition (diff against the accepted one)")
+    def held_diff(self, obj: Tool) -> SafeString:
+        if not obj.held:
+            return format_html("{}", "—")
+        old = None if obj.review == ToolReview.HELD_NEW else obj.definition()
+        parts = []
+        for field in definition_diff(old, obj.pending_definition or {}):
+            if not field.changed:
+                continue
+            lines = format_html_join(
+                "",
+                '<span class="diff-line diff-{}">{} {}\n</span>',
+                ((line.mark, line.sign, line.text) for line in field.lines),
+            )
+            parts.append(
+                format_html(
+                    '<div class="diff-label">{}</div><pre class="tool-diff">{}</pre>', field.label, lines
+                )
+            )
+        return format_html_join("", "{}", ((p,) for p in parts)) if parts else format_html("{}", "—")
+
+    def save_model(self, request: HttpRequest, obj: Tool, form: Any, change: bool) -> None:
+        try:
+            if "enabled" in form.changed_data:
+                tool_review.tool_set_enabled(tool=obj, actor=request.user, enabled=obj.enabled)
+            if "access" in form.changed_data:
+                tool_review.tool_set_access(tool=obj, actor=request.user, access=obj.access)
+        except PermissionDeniedError as exc:
+            raise PermissionDenied(str(exc)) from None
+
+    @admin.action(description="Accept the held definition", permissions=["change"])
+    def accept_held(self, request: HttpRequest, queryset: QuerySet[Tool]) -> None:
+        accepted = 0
+        for tool in queryset.exclude(review=ToolReview.ACTIVE):
+            # The admin's list showed this state: accept the pending definition as stored now.
+            try:
+                tool_review.tool_accept(tool=tool, actor=request.user, fingerprint=tool.pending_fingerprint)
+            except ApplicationError as exc:
+                self.message_user(request, f"{tool.public_name}: {exc.message}", messages.ERROR)
+                continue
+            accepted += 1
+        self.message_user(request, f"{accepted} tool(s) accepted", messages.SUCCESS)
+
+    @admin.action(description="Disable the selected tools", permissions=["change"])
+    def disable_tools(self, request: HttpRequest, queryset: QuerySet[Tool]) -> None:
+        for tool in queryset:
+            tool_review.tool_set_enabled(tool=tool, actor=request.user, enabled=False)
+        self.message_user(request, f"{queryset.count()} tool(s) disabled", messages.SUCCESS)
+
+    @admin.action(description="Enable the selected tools", permissions=["change"])
+    def enable_tools(self, request: HttpRequest, queryset: QuerySet[Tool]) -> None:
+        for tool in queryset:
+            tool_review.tool_set_enabled(tool=tool, actor=request.user, enabled=True)
+        self.message_user(request, f"{queryset.count()} tool(s) enabled", messages.SUCCESS)
+
+
+def _json_block(value: Any) -> SafeString:
+    text = json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False) if value is not None else "—"
+    return format_html('<pre class="tool-json">{}</pre>', text)
 
 
 @admin.register(APIKey)

@@ -12,7 +12,7 @@ from django.shortcuts import render
 from django.views.decorators.http import require_http_methods, require_POST
 
 from netops.errors import ApplicationError
-from registry.keys import api_key_create, api_key_revoke
+from registry.keys import EXPIRY_DAYS_MAX, RATE_LIMIT_MAX, api_key_create, api_key_revoke
 from registry.models import APIKey, PermissionLevel
 
 PAGE = "registry/keys.html"
@@ -22,9 +22,11 @@ class KeyForm(forms.Form):
     name = forms.CharField(max_length=50)
     level = forms.ChoiceField(choices=PermissionLevel.choices)
     rate_limit = forms.IntegerField(
-        min_value=1, required=False, help_text="Requests per hour (default 1000)."
+        min_value=1, max_value=RATE_LIMIT_MAX, required=False, help_text="Requests per hour (default 1000)."
     )
-    expires_in_days = forms.IntegerField(min_value=1, required=False, help_text="Empty: never expires.")
+    expires_in_days = forms.IntegerField(
+        min_value=1, max_value=EXPIRY_DAYS_MAX, required=False, help_text="Empty: never expires."
+    )
 
 
 def _context(user: User, form: KeyForm, new_key: str = "", error: str = "") -> dict[str, object]:

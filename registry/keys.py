@@ -2,11 +2,14 @@
 
 Keys (``nop_<prefix>.<secret>``) come from djangorestframework-api-key: shown once, stored hashed,
 with expiry and revocation. The tool gateway accepts keys only; ``/mcp`` accepts keys and DRF
-tokens of active users (as read_write, or admin for superusers).
+tokens of active users (at the level registry.key_policy.token_level gives them).
 """
 
 from __future__ import annotations
 
+import hashlib
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -17,11 +20,16 @@ from rest_framework.authtoken.models import Token
 
 from netops.errors import ApplicationError
 from registry.catalog import CallContext
+from registry.key_policy import api_key_policy_check, token_level
 from registry.models import APIKey, PermissionLevel
 
 LEVELS = [PermissionLevel.READ_ONLY, PermissionLevel.READ_WRITE, PermissionLevel.ADMIN]
 KEY_PREFIX = "nop_"
 LAST_USED_PRECISION = timedelta(minutes=1)  # last_used_at is written at most once a minute per key
+# What the database and the calendar can hold (a 32-bit column; datetime ends in the year 9999):
+# beyond these a key would fail as a 500 (OverflowError, integer out of range), not as a 400.
+RATE_LIMIT_MAX = 2_147_483_647
+EXPIRY_DAYS_MAX = 36_500
 
 
 @dataclass(frozen=True)
@@ -49,10 +57,13 @@ def api_key_create(
     """Create a key; the plain key is returned once and never stored."""
     if level not in PermissionLevel.values:
         raise ApplicationError(f"level must be one of {', '.join(PermissionLevel.values)}", field="level")
-    if rate_limit is not None and rate_limit < 1:
-        raise ApplicationError("a rate limit is at least 1 request per hour", field="rate_limit")
-    if expires_in_days is not None and expires_in_days < 1:
-        raise ApplicationError("expiry is at least 1 day", field="expires")
+    if rate_limit is not None and not 1 <= rate_limit <= RATE_LIMIT_MAX:
+        raise ApplicationError(
+            f"a rate limit is from 1 to {RATE_LIMIT_MAX} requests per hour", field="rate_limit"
+        )
+    if expires_in_days is not None and not 1 <= expires_in_days <= EXPIRY_DAYS_MAX:
+        raise ApplicationError(f"expiry is from 1 to {EXPIRY_DAYS_MAX} days", field="expires")
+    api_key_policy_check(owner=owner, level=level, rate_limit=rate_limit)
     expiry = timezone.now() + timedelta(days=expires_in_days) if expires_in_days else None
     return APIKey.objects.create_key(  # type: ignore[return-value]
         name=name[:50] or "key",
@@ -83,10 +94,64 @@ def authenticate(authorization: str, *, allow_tokens: bool) -> Caller | None:
     if token is None or not token.user.is_active:
         return None
     user = token.user
-    level = PermissionLevel.ADMIN if user.is_superuser else PermissionLevel.READ_WRITE
+    level = token_level(user)
     return Caller(
         user.get_username(), level, CallContext(user_id=user.pk, via=f"mcp client {user.get_username()}")
     )
+
+
+class _VerifiedKeys:
+    """Which presented keys were verified against which stored hash, in this process.
+
+    Keyed by a SHA-256 digest of the full presented key (never the key itself), holding the row's
+    ``hashed_key`` it matched. A hit only skips the hash check: the row is still read on every
+    request, so revocation, expiry, an inactive owner or a deleted key stop the next request, and
+    a changed ``hashed_key`` (a key re-hashed or replaced) no longer matches the entry. A wrong key
+    has a different digest, so it is always checked by the library. Bounded, least recently used
+    out first.
+    """
+
+    def __init__(self, size: int = 4096) -> None:
+        self._size = size
+        self._entries: OrderedDict[str, str] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def digest(credential: str) -> str:
+        return hashlib.sha256(credential.encode("utf-8", "surrogatepass")).hexdigest()
+
+    def matches(self, credential: str, hashed_key: str) -> bool:
+        digest = self.digest(credential)
+        with self._lock:
+            if self._entries.get(digest) != hashed_key:
+                return False
+            self._entries.move_to_end(digest)
+            return True
+
+    def remember(self, credential: str, hashed_key: str) -> None:
+        with self._lock:
+            self._entries[self.digest(credential)] = hashed_key
+            self._entries.move_to_end(self.digest(credential))
+            while len(self._entries) > self._size:
+                self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+verified_keys = _VerifiedKeys()
+
+
+def _verified(key: APIKey, credential: str) -> bool:
+    """Whether ``credential`` is ``key``'s secret: from :data:`verified_keys`, else by the library's
+    hash check (which may re-hash a key stored with an older hasher; the new hash is remembered)."""
+    if verified_keys.matches(credential, key.hashed_key):
+        return True
+    if not key.is_valid(credential):
+        return False
+    verified_keys.remember(credential, key.hashed_key)
+    return True
 
 
 def _from_key(credential: str) -> Caller | None:
@@ -97,7 +162,7 @@ def _from_key(credential: str) -> Caller | None:
     except APIKey.DoesNotExist:
         return None
     # The library leaves expiry to its DRF permission class; the gateway and /mcp check it here.
-    if key.has_expired or not key.is_valid(credential) or not key.owner.is_active:
+    if key.has_expired or not key.owner.is_active or not _verified(key, credential):
         return None
     now = timezone.now()
     if key.last_used_at is None or now - key.last_used_at > LAST_USED_PRECISION:

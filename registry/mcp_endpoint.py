@@ -13,14 +13,19 @@ tool list is dynamic: it is read from the catalog (the database cache, never the
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import importlib.metadata
+import json
 import threading
-from dataclasses import dataclass
+from collections.abc import MutableMapping
+from dataclasses import dataclass, replace
 from typing import Any
 
 import mcp_types as types
-from channels.db import database_sync_to_async
 from django.conf import settings
+from django_guid.config import settings as guid_settings
+from django_guid.context import guid
 from mcp.server import CacheHint, Server, ServerRequestContext
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
@@ -32,18 +37,18 @@ from starlette.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
 
 from netops.logs import set_log_user
-from registry import ratelimit
+from registry import key_policy, tool_access
 from registry.catalog import CatalogTool, ToolCallOutcome, ToolCatalog
-from registry.gateway.views import arguments_digest
 from registry.keys import Caller
 from registry.keys import authenticate as authenticate_header
-from registry.models import ToolCallAudit
 
 PATHS = ("/mcp", "/mcp/")
 # Where the authenticated caller travels with the request: the ASGI scope's ``state`` dict, which
 # the SDK hands to handlers as ``ctx.request.state``. Not a context variable: the SDK runs handlers
 # in tasks of its own task group, whose context need not be this request's.
 _STATE_KEY = "netops_mcp_caller"
+_ADMISSION_KEY = "netops_mcp_admission"
+REQUEST_ID_HEADER = guid_settings.guid_header_name  # X-Request-ID, as for Django's requests
 _CATALOG_KEY = "netops_mcp_catalog"
 
 
@@ -58,13 +63,24 @@ def is_mcp_path(path: str) -> bool:
 def authenticate(authorization: str) -> Caller | None:
     """The caller for an ``Authorization`` header: an API key (``nop_...``) or a DRF token.
 
-    Synchronous (a query or two): call it through ``database_sync_to_async``.
+    A token's level and rate limit follow :mod:`registry.key_policy` (the user's permissions, the
+    default hourly limit per user). Synchronous (a query or two): call it through
+    ``database_sync_to_async``.
     """
-    return authenticate_header(authorization, allow_tokens=True)
+    caller = authenticate_header(authorization, allow_tokens=True)
+    return key_policy.token_caller(caller) if caller is not None else None
 
 
-def _unauthorized(message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
+def _with_headers(send: Send, extra: dict[str, str]) -> Send:
+    """``send`` that adds ``extra`` to the response's headers (the SDK builds the response itself)."""
+    encoded = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in extra.items()]
+
+    async def sending(message: MutableMapping[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", []), *encoded]}
+        await send(message)
+
+    return sending
 
 
 # --- Host and Origin checks -------------------------------------------------------------------------
@@ -123,12 +139,23 @@ def _tool(tool: CatalogTool) -> types.Tool:
         title=tool.title,
         description=tool.description,
         input_schema=tool.input_schema,
+        output_schema=tool.output_schema,
         annotations=annotations,
     )
 
 
-def _result(outcome: ToolCallOutcome) -> types.CallToolResult:
-    """The catalog's outcome on the wire; content that does not validate is sent as its text."""
+def _result(outcome: ToolCallOutcome, *, declared_output: bool = False) -> types.CallToolResult:
+    """The catalog's outcome on the wire; content that does not validate is sent as its text.
+
+    A tool that declares an ``outputSchema`` must send structured content with every success
+    (clients check it). When netops dropped it for being over ``TOOL_RESULT_MAX_CHARS``, the
+    answer is an ``isError`` result saying so, with the cut text, not a success clients reject.
+    """
+    if declared_output and not outcome.is_error and outcome.structured_content is None:
+        note = "the structured result was over TOOL_RESULT_MAX_CHARS and was dropped; the text is cut"
+        outcome = replace(
+            outcome, content=[*outcome.content, {"type": "text", "text": note}], is_error=True, error=note
+        )
     structured = outcome.structured_content
     if structured is not None and not isinstance(structured, dict):
         structured = {"result": structured}  # handshake-era protocol versions require an object
@@ -149,9 +176,39 @@ async def _list_tools(
 ) -> types.ListToolsResult:
     catalog = await _catalog(ctx)
     caller = _caller(ctx)
+    offered = [tool for tool in catalog.tools() if caller.may_call(tool.permission)]
+    start = _cursor_offset(params.cursor if params is not None else None)
+    size = page_size()
+    page = offered[start : start + size]
+    following = start + size if start + size < len(offered) else None
     return types.ListToolsResult(
-        tools=[_tool(tool) for tool in catalog.tools() if caller.may_call(tool.permission)]
+        tools=[_tool(tool) for tool in page],
+        next_cursor=_cursor(following) if following is not None else None,
     )
+
+
+def page_size() -> int:
+    """``MCP_TOOLS_PAGE_SIZE``: tools per ``tools/list`` page (one 717-tool event was 1.9 MB)."""
+    return max(1, int(getattr(settings, "MCP_TOOLS_PAGE_SIZE", 100)))
+
+
+def _cursor(offset: int) -> str:
+    """An opaque cursor: clients pass it back unchanged."""
+    return base64.urlsafe_b64encode(json.dumps({"o": offset}).encode()).decode().rstrip("=")
+
+
+def _cursor_offset(cursor: str | None) -> int:
+    """The offset a cursor of :func:`_cursor` stands for; a bad cursor is invalid params."""
+    if not cursor:
+        return 0
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        offset = json.loads(raw)["o"]
+    except (ValueError, binascii.Error, KeyError, TypeError):
+        raise MCPError(code=types.INVALID_PARAMS, message="invalid cursor") from None
+    if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
+        raise MCPError(code=types.INVALID_PARAMS, message="invalid cursor")
+    return offset
 
 
 async def _call_tool(
@@ -166,18 +223,48 @@ async def _call_tool(
     caller = _caller(ctx)
     if params.name not in catalog or not caller.may_call(catalog.get(params.name).permission):
         raise MCPError(code=types.INVALID_PARAMS, message=f"Unknown tool: {params.name}")
-    outcome = await catalog.call(params.name, params.arguments or {})
-    await database_sync_to_async(ToolCallAudit.objects.create)(
-        via="mcp",
-        api_key_id=caller.key_id,
-        user_id=caller.context.user_id,
-        caller=caller.username[:200],
-        tool=params.name[:100],
-        arguments_digest=arguments_digest(params.arguments or {}),
+    outcome = await catalog.call(params.name, params.arguments or {}, progress=_progress_relay(ctx))
+    await tool_access.audit(
+        _admission(ctx),
+        tool=params.name,
+        arguments=params.arguments or {},
         status=200 if not outcome.is_error else (outcome.status or 502),
         duration_ms=outcome.duration_ms,
     )
-    return _result(outcome)
+    _raise_upstream_failure(outcome)
+    return _result(outcome, declared_output=catalog.get(params.name).output_schema is not None)
+
+
+def _progress_relay(ctx: ServerRequestContext[Any, Any]) -> Any:
+    """The upstream server's progress, relayed to this client's ``progressToken`` (if it sent one)."""
+
+    async def relay(progress: float, total: float | None, message: str | None) -> None:
+        await ctx.session.report_progress(progress, total, message)
+
+    return relay
+
+
+def _raise_upstream_failure(outcome: ToolCallOutcome) -> None:
+    """Upstream rate limits and JSON-RPC errors stay protocol errors, with their data.
+
+    A tool's own ``isError`` and other server failures stay results with ``isError`` (the text says
+    which); the kind comes from the outcome's typed ``failure``, never from its words.
+    """
+    if outcome.failure == "rate_limited":
+        data = {"status": 429, "retryAfter": outcome.retry_after}
+        raise MCPError(code=types.INTERNAL_ERROR, message=outcome.text(), data=data)
+    if outcome.failure == "protocol" and outcome.rpc_error is not None:
+        error = outcome.rpc_error
+        raise MCPError(code=int(error["code"]), message=str(error["message"]), data=error.get("data"))
+
+
+def _admission(ctx: ServerRequestContext[Any, Any]) -> tool_access.Admission:
+    """The admission :class:`MCPEndpoint` stored with the request (caller, rate, request id)."""
+    state = getattr(ctx.request, "state", None) if isinstance(ctx.request, Request) else None
+    admission = getattr(state, _ADMISSION_KEY, None)
+    if not isinstance(admission, tool_access.Admission):
+        raise MCPError(code=types.INVALID_REQUEST, message="not authenticated")
+    return admission
 
 
 def _caller(ctx: ServerRequestContext[Any, Any]) -> Caller:
@@ -263,29 +350,33 @@ class MCPEndpoint:
             )
             await response(scope, receive, send)
             return
-        authorization = Headers(scope=scope).get("authorization")
-        if not authorization:
-            await _unauthorized("authentication required: Authorization: Bearer <token>")(
-                scope, receive, send
+        headers = Headers(scope=scope)
+        # The request id, as django-guid gives one to Django's requests: on every log line of this
+        # request (the context variable), in the audit row and in the X-Request-ID answer header.
+        request_id = tool_access.request_id_from(headers.get(REQUEST_ID_HEADER))
+        guid.set(request_id)
+        send = _with_headers(send, {REQUEST_ID_HEADER: request_id})
+        try:  # An API key shares its hourly limit with the tool gateway; a token is counted per user.
+            admission = await tool_access.admit(
+                headers.get("authorization"),
+                via="mcp",
+                request_id=request_id,
+                client_address=(scope.get("client") or (None,))[0],
             )
+        except tool_access.AccessRefused as refused:  # the status and headers come from its type
+            response = JSONResponse(
+                {"error": refused.message}, status_code=refused.status_code, headers=refused.headers()
+            )
+            await response(scope, receive, send)
             return
-        caller = await database_sync_to_async(authenticate)(authorization)
-        if caller is None:
-            await _unauthorized("invalid token")(scope, receive, send)
+        caller, rate = admission.caller, admission.rate
+        receive, refusal = await _checked_body(receive)
+        if refusal is not None:
+            await refusal(scope, receive, send)
             return
-        if caller.key_id is not None:  # API keys share their hourly limit with the tool gateway
-            rate = await database_sync_to_async(ratelimit.hit)(caller.key_id, caller.rate_limit or 1)
-            if not rate.allowed:
-                limited = JSONResponse(
-                    {"error": f"rate limit of {rate.limit} requests per hour exceeded"},
-                    status_code=429,
-                    headers=rate.headers(),
-                )
-                await limited(scope, receive, send)
-                return
         manager = await self._manager()
-        state = {**scope.get("state", {}), _STATE_KEY: caller}
-        await manager.handle_request({**scope, "state": state}, receive, send)
+        state = {**scope.get("state", {}), _STATE_KEY: caller, _ADMISSION_KEY: admission}
+        await manager.handle_request({**scope, "state": state}, receive, _with_headers(send, rate.headers()))
 
     async def _manager(self) -> StreamableHTTPSessionManager:
         """The running session manager of this event loop, started by the first request to need it.
@@ -308,6 +399,48 @@ class MCPEndpoint:
             running.task.result()
             raise RuntimeError("the MCP session manager stopped")
         return running.manager
+
+
+def _rpc_error(code: int, message: str) -> JSONResponse:
+    return JSONResponse(
+        {"jsonrpc": "2.0", "id": None, "error": {"code": code, "message": message}}, status_code=400
+    )
+
+
+async def _checked_body(receive: Receive) -> tuple[Receive, JSONResponse | None]:
+    """Read the body once: malformed JSON is -32700, a batch or a non-object -32600 (never a pydantic dump).
+
+    Returns a ``receive`` that replays the body for the SDK, and the refusal if there is one.
+    """
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    body = b"".join(chunks)
+    sent = False
+
+    async def replay() -> MutableMapping[str, Any]:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    try:
+        parsed = json.loads(body)
+    except (ValueError, RecursionError):
+        return replay, _rpc_error(types.PARSE_ERROR, "Parse error: the body is not JSON")
+    if isinstance(parsed, list):
+        return replay, _rpc_error(
+            types.INVALID_REQUEST, "Invalid request: JSON-RPC batches are not supported"
+        )
+    if not isinstance(parsed, dict) or parsed.get("jsonrpc") != "2.0":
+        return replay, _rpc_error(types.INVALID_REQUEST, "Invalid request: not a JSON-RPC 2.0 message object")
+    return replay, None
 
 
 async def _keep_running(manager: StreamableHTTPSessionManager, ready: asyncio.Event) -> None:

@@ -18,7 +18,17 @@ from rest_framework_api_key.crypto import KeyGenerator
 from rest_framework_api_key.models import AbstractAPIKey
 from rest_framework_api_key.models import APIKeyManager as LibraryKeyManager
 
-from netops.secrets import SECRET_REFERENCE_HELP, SecretError, validate_secret_reference
+from netops.secrets import (
+    SECRET_REFERENCE_HELP,
+    SecretError,
+    looks_like_secret_reference,
+    validate_env_entry,
+    validate_secret_reference,
+)
+
+# The permission for setting a secret reference, or moving an entry that carries one (url,
+# endpoint, command, ...): whoever points a secret somewhere can send it there (registry.services).
+MANAGE_SECRETS = "registry.manage_secrets"
 
 
 def _check_reference(value: str) -> None:
@@ -70,6 +80,11 @@ class LLMModel(models.Model):
         validators=[MinValueValidator(1.0), MaxValueValidator(600.0)],
         help_text="Seconds to wait for the model before giving up.",
     )
+    accepts_images = models.BooleanField(
+        default=False,
+        help_text="The model takes image input (gpt-4o, gpt-4.1, llava, ...): images from tools reach it as "
+        "image parts. Off: the model gets a description of each image (type and size) instead.",
+    )
     is_default = models.BooleanField(default=False)
     created = models.DateTimeField(auto_now_add=True)
     last_updated = models.DateTimeField(auto_now=True)
@@ -91,6 +106,11 @@ class LLMModel(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def carries_secret_reference(self) -> bool:
+        """True when calling the model sends a secret (its API key)."""
+        return bool(self.api_key_ref)
 
     def clean(self) -> None:
         errors: dict[str, str] = {}
@@ -126,6 +146,7 @@ class PermissionLevel(models.TextChoices):
 class ServerStatus(models.TextChoices):
     UNKNOWN = "unknown", "Unknown"
     HEALTHY = "healthy", "Healthy"
+    DEGRADED = "degraded", "Degraded"  # reachable, but its tool list was cut (page or tool limit)
     UNHEALTHY = "unhealthy", "Unhealthy"
     DISABLED = "disabled", "Disabled"
 
@@ -138,7 +159,7 @@ def _default_env() -> dict[str, str]:
     return {}
 
 
-def _default_tools() -> list[dict[str, Any]]:
+def _default_tools() -> list[dict[str, Any]]:  # referenced by migration 0001
     return []
 
 
@@ -147,8 +168,8 @@ class MCPServer(models.Model):
 
     ``status`` is the settled health shown to users and used by the catalog; ``last_result`` is the
     raw outcome of the latest check. The two differ while a change waits for a second agreeing
-    check (no flapping). ``tools`` caches the server's tool list from the last healthy check so
-    that listing the catalog never touches the network.
+    check (no flapping). Its tools are :class:`Tool` rows, synced from each healthy check
+    (:mod:`registry.tool_sync`), so listing the catalog never touches the network.
     """
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -163,9 +184,11 @@ class MCPServer(models.Model):
     )
     health_check = models.CharField(
         max_length=200,
-        default="/health",
+        default="",
         blank=True,
-        help_text="Path probed with GET on the server's origin (http and rest). Empty: no probe.",
+        help_text="Optional path probed with GET on the server's origin (http and rest) besides the MCP "
+        "handshake, which decides health. Empty (the default): the handshake only. A path answering 404 "
+        "while the handshake succeeds leaves the server healthy, with a note.",
     )
     mcp_type = models.CharField(max_length=16, choices=MCPType.choices, default=MCPType.INTERNAL)
     command = models.CharField(
@@ -175,7 +198,8 @@ class MCPServer(models.Model):
     env = models.JSONField(
         default=_default_env,
         blank=True,
-        help_text="stdio: extra environment variables. Values may be secret references (env:NAME, file:/path).",
+        help_text="stdio: extra environment variables. A value is a secret reference (env:NAME, file:/path) "
+        "or plainly non-secret; under a name that looks secret (…KEY…, …TOKEN…, …PASS…) it must be a reference.",
     )
     auth_header = models.CharField(max_length=100, default="Authorization", blank=True)
     auth_scheme = models.CharField(
@@ -213,8 +237,16 @@ class MCPServer(models.Model):
     last_result = models.CharField(max_length=16, choices=ServerStatus.choices, blank=True)
     last_checked_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
-    tools = models.JSONField(default=_default_tools, blank=True)
+    health_note = models.TextField(
+        blank=True,
+        help_text="What the last check noticed without failing (a missing health path, a cut tool list).",
+    )
     tools_refreshed_at = models.DateTimeField(null=True, blank=True)
+    accept_new_tools = models.BooleanField(
+        default=False,
+        help_text="Offer tools that appear on a later check at once. Off (the default): a new tool is "
+        "held until an admin accepts it. A changed definition of a known tool is always held.",
+    )
     created = models.DateTimeField(auto_now_add=True)
     last_updated = models.DateTimeField(auto_now=True)
 
@@ -222,6 +254,13 @@ class MCPServer(models.Model):
         ordering = ["name"]
         verbose_name = "MCP server"
         indexes = [models.Index(fields=["enabled", "status"], name="registry_mcp_enabled_status")]
+        # registry.manage_secrets covers LLM models too: one permission for every secret reference.
+        permissions = [
+            (
+                "manage_secrets",
+                "Can set secret references and move entries that carry one (URL, endpoint, command)",
+            )
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -239,6 +278,13 @@ class MCPServer(models.Model):
             isinstance(k, str) and isinstance(v, str) for k, v in self.env.items()
         ):
             errors["env"] = "An object of string names to string values."
+        else:
+            for name, value in self.env.items():
+                try:
+                    validate_env_entry(name, value)
+                except SecretError as exc:
+                    errors["env"] = f"{name}: {exc.message}"
+                    break
         if self.health_check and not self.health_check.startswith("/"):
             errors["health_check"] = "A path starting with '/'."
         if not isinstance(self.tool_permissions, dict) or not all(
@@ -252,7 +298,16 @@ class MCPServer(models.Model):
 
     @property
     def tool_count(self) -> int:
-        return len(self.tools or [])
+        """Tools the server listed at its last healthy check (held or disabled ones included)."""
+        return sum(1 for tool in self.tools.all() if tool.present)
+
+    @property
+    def carries_secret_reference(self) -> bool:
+        """True when connecting sends a secret: an auth reference, or a reference in ``env``."""
+        env = self.env if isinstance(self.env, dict) else {}
+        return bool(self.auth_secret_ref) or any(
+            isinstance(v, str) and looks_like_secret_reference(v) for v in env.values()
+        )
 
 
 class _NetopsKeyGenerator(KeyGenerator):
@@ -311,3 +366,99 @@ class ToolCallAudit(models.Model):
 
     def __str__(self) -> str:
         return f"{self.tool} {self.status} by {self.caller}"
+
+
+class ToolReview(models.TextChoices):
+    ACTIVE = "active", "Active"
+    HELD_NEW = "held_new", "Held: new tool"
+    HELD_CHANGED = "held_changed", "Held: changed definition"
+
+
+class ToolAccess(models.TextChoices):
+    INHERIT = "inherit", "From the server's annotations"
+    READ_ONLY = "read_only", "Read-only"
+    WRITABLE = "writable", "Writable"
+
+
+def _empty_object() -> dict[str, Any]:
+    return {}
+
+
+class Tool(models.Model):
+    """One tool of one server, as netops offers it: a stable public name and the accepted definition.
+
+    ``public_name`` is given once, at first discovery (the plain safe name when free, else
+    ``<server>__<name>``), and never changes while the server stays registered: a row whose tool
+    left the server's list stays (``present`` false) so its name stays reserved. The accepted
+    definition is what every face offers; a different definition found by a later check waits in
+    ``pending_definition`` (``review`` held) until an admin accepts it (rug-pull defence). Only
+    ``active``, ``enabled`` and ``present`` rows of usable servers reach the catalog.
+    ``fingerprint`` is the sha256 of the canonical JSON of the definition (:mod:`registry.tool_sync`).
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    server = models.ForeignKey(MCPServer, on_delete=models.CASCADE, related_name="tools")
+    name = models.CharField(max_length=200, help_text="The tool's name on its server.")
+    public_name = models.CharField(
+        max_length=64, unique=True, help_text="The name every face uses (OpenAI-safe, stable)."
+    )
+    title = models.CharField(max_length=500, blank=True)
+    description = models.TextField(blank=True)
+    input_schema = models.JSONField(default=_empty_object, blank=True)
+    output_schema = models.JSONField(null=True, blank=True)
+    annotations = models.JSONField(default=_empty_object, blank=True)
+    fingerprint = models.CharField(max_length=64, blank=True)
+    review = models.CharField(max_length=16, choices=ToolReview.choices, default=ToolReview.ACTIVE)
+    pending_definition = models.JSONField(null=True, blank=True)
+    pending_fingerprint = models.CharField(max_length=64, blank=True)
+    held_at = models.DateTimeField(null=True, blank=True)
+    enabled = models.BooleanField(default=True, help_text="Off: offered to no face (agent, gateway, /mcp).")
+    access = models.CharField(
+        max_length=16,
+        choices=ToolAccess.choices,
+        default=ToolAccess.INHERIT,
+        help_text="The admin's word on whether the tool writes; it wins over the server's annotations.",
+    )
+    present = models.BooleanField(default=True, help_text="Listed by the server at its last healthy check.")
+    position = models.PositiveIntegerField(default=0, help_text="Its place in the server's own list.")
+    unsupported = models.CharField(
+        max_length=300,
+        blank=True,
+        help_text="Why netops cannot call the tool (listed, offered to no face); empty when it can.",
+    )
+    first_seen_at = models.DateTimeField(auto_now_add=True)
+    last_seen_at = models.DateTimeField(null=True, blank=True)
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+    reviewed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    last_updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["server__name", "position", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["server", "name"], name="registry_tool_one_per_server_name"),
+            models.CheckConstraint(
+                condition=models.Q(review="active") | ~models.Q(pending_fingerprint=""),
+                name="registry_tool_held_has_pending",
+            ),
+        ]
+        indexes = [models.Index(fields=["review", "enabled", "present"], name="registry_tool_offered")]
+
+    def __str__(self) -> str:
+        return self.public_name
+
+    @property
+    def held(self) -> bool:
+        return self.review != ToolReview.ACTIVE
+
+    def definition(self) -> dict[str, Any]:
+        """The accepted definition in the vocabulary of :class:`registry.connections.ToolDefinition`."""
+        return {
+            "name": self.name,
+            "title": self.title or None,
+            "description": self.description,
+            "input_schema": self.input_schema,
+            "output_schema": self.output_schema,
+            "annotations": self.annotations,
+        }

@@ -10,9 +10,20 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from django.core.cache import cache
+import redis
+from django.core.cache import BaseCache, cache, caches
+from django.core.cache.backends.redis import RedisCache
+
+from netops.errors import ApplicationError
 
 WINDOW_SECONDS = 3600
+
+
+class RateLimitUnavailable(ApplicationError):
+    """The shared counter (Redis) cannot be reached: refuse rather than let calls through uncounted."""
+
+    status_code = 503
+    code = "rate_limit_unavailable"
 
 
 @dataclass(frozen=True)
@@ -33,17 +44,41 @@ class RateState:
         return headers
 
 
+def _count(counter: str) -> int:
+    """The counter after one more request, in any Django cache (local memory: no round trips)."""
+    cache.add(counter, 0, timeout=WINDOW_SECONDS + 60)
+    try:
+        return int(cache.incr(counter))
+    except ValueError:  # expired between add and incr
+        cache.add(counter, 1, timeout=WINDOW_SECONDS + 60)
+        return 1
+
+
+def _count_redis(backend: RedisCache, counter: str) -> int:
+    """The counter after one more request in one round trip to Redis: ``SET 0 NX EX`` (creates the
+    window's counter with its expiry, once) and ``INCR`` (atomic) in one pipeline, as Django's
+    ``add`` then ``incr`` do in two; works on every Redis version."""
+    key = backend.make_and_validate_key(counter)
+    client = backend._cache.get_client(key, write=True)
+    pipe = client.pipeline(transaction=False)
+    pipe.set(key, 0, ex=WINDOW_SECONDS + 60, nx=True)
+    pipe.incr(key)
+    _, count = pipe.execute()
+    return int(count)
+
+
 def hit(key_id: str, limit: int) -> RateState:
     """Count one request of ``key_id``; the request number ``limit`` is allowed, ``limit + 1`` is not."""
     now = int(time.time())
     window = now - now % WINDOW_SECONDS
     counter = f"netops:rate:{key_id}:{window}"
-    cache.add(counter, 0, timeout=WINDOW_SECONDS + 60)
     try:
-        count = cache.incr(counter)
-    except ValueError:  # expired between add and incr
-        cache.add(counter, 1, timeout=WINDOW_SECONDS + 60)
-        count = 1
+        backend = cache if isinstance(cache, BaseCache) else caches["default"]  # the proxy's backend
+        count = _count_redis(backend, counter) if isinstance(backend, RedisCache) else _count(counter)
+    except (redis.RedisError, OSError):
+        raise RateLimitUnavailable(
+            "the rate-limit counter (Redis) is unreachable; try again shortly", status_code=503
+        ) from None
     return RateState(
         limit=limit, remaining=max(0, limit - count), reset=window + WINDOW_SECONDS, allowed=count <= limit
     )

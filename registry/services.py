@@ -11,26 +11,33 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from netops.errors import ApplicationError, ConflictError
-from netops.logs import redact
-from netops.secrets import SecretError
+from netops.redaction import sanitize
+from netops.secrets import SecretError, is_secret_reference, resolve_secret
 from registry.connections import ServerConfig
 from registry.health import ProbeResult, probe_all
 from registry.models import LLMModel, MCPServer, ServerStatus
+from registry.secret_guard import Actor, llm_model_change_check, mcp_server_change_check, stdio_check
 from registry.selectors import mcp_server_config
+from registry.tool_sync import server_tools_sync
 
 logger = logging.getLogger(__name__)
 
 _DEFAULT_RETRIES = 5
 
 
-def llm_model_save(*, model: LLMModel) -> LLMModel:
+def llm_model_save(*, model: LLMModel, actor: Actor | None = None) -> LLMModel:
     """Validate and save ``model``, keeping exactly one default model.
+
+    ``actor`` is the user making the change (None: netops itself, e.g. a management command);
+    setting the API key reference, or moving a model that has one, needs
+    ``registry.manage_secrets`` (:mod:`registry.secret_guard`, 403 naming the field).
 
     Making a model the default unsets the previous one in the same transaction. The first model
     ever saved becomes the default. Unsetting the default directly is refused: another model must
     be made the default instead, so the agent always has one to use. Concurrent writers are
     serialised by ``_lock_llm_models``; the rare loser of a race on an empty table retries.
     """
+    llm_model_change_check(actor=actor, model=model)
     # is_default is excluded from model validation: the partial unique index would reject the new
     # default before the old one is unset below; the index stays the backstop in the database.
     model.full_clean(exclude={"is_default"})
@@ -86,8 +93,14 @@ def llm_model_delete(*, model: LLMModel) -> None:
                 successor.save(update_fields=["is_default"])
 
 
-def mcp_server_save(*, server: MCPServer) -> MCPServer:
-    """Validate and save ``server``; a disabled server shows as disabled, a re-enabled one as unknown."""
+def mcp_server_save(*, server: MCPServer, actor: Actor | None = None) -> MCPServer:
+    """Validate and save ``server``; a disabled server shows as disabled, a re-enabled one as unknown.
+
+    ``actor`` is the user making the change (None: netops itself). Secret references and where an
+    entry carrying one connects need ``registry.manage_secrets``; any change to a stdio server
+    needs a superuser (:mod:`registry.secret_guard`, 403 naming the field).
+    """
+    mcp_server_change_check(actor=actor, server=server)
     server.full_clean()
     if not server.enabled:
         server.status = ServerStatus.DISABLED
@@ -95,6 +108,12 @@ def mcp_server_save(*, server: MCPServer) -> MCPServer:
         server.status, server.last_result = ServerStatus.UNKNOWN, ""
     server.save()
     return server
+
+
+def mcp_server_delete(*, server: MCPServer, actor: Actor | None = None) -> None:
+    """Delete ``server``; a stdio server only by a superuser (it is a program run on this host)."""
+    stdio_check(actor=actor, stored=server, new=None)
+    server.delete()
 
 
 @dataclass(frozen=True)
@@ -137,13 +156,34 @@ def mcp_servers_check_health(*, servers: Iterable[MCPServer]) -> list[HealthOutc
     return outcomes
 
 
+LAST_ERROR_CHARS = 2000
+
+
+def _server_secrets(server: MCPServer) -> list[str]:
+    """The secret values ``server`` references, resolved now; unresolvable ones are skipped."""
+    values: list[str] = []
+    for reference in [server.auth_secret_ref, *(server.env or {}).values()]:
+        if not isinstance(reference, str) or not is_secret_reference(reference):
+            continue
+        try:
+            value = resolve_secret(reference)
+        except SecretError:
+            continue
+        values.append(value)
+    return values
+
+
 def mcp_server_record_check(*, server: MCPServer, result: ProbeResult) -> HealthOutcome:
     """Apply one probe result to ``server`` under a row lock (checks from several processes are safe)."""
     now = timezone.now()
-    observed = ServerStatus.HEALTHY if result.ok else ServerStatus.UNHEALTHY
-    # A remote error may quote our own request (a 401 page echoing the Authorization header):
-    # mask every resolved secret before the text is stored, returned or logged.
-    result.error = redact(result.error)
+    if not result.ok:
+        observed = ServerStatus.UNHEALTHY
+    else:
+        observed = ServerStatus.DEGRADED if result.degraded else ServerStatus.HEALTHY
+    # A remote error may quote our own request (a 401 page echoing the Authorization header, in
+    # base64, padded past any cut): mask every secret netops holds and this server's own, resolved
+    # now (this process may never have resolved them), and only then cut the text.
+    result.error = sanitize(result.error, secrets=_server_secrets(server), limit=LAST_ERROR_CHARS)
     with transaction.atomic():
         locked = MCPServer.objects.select_for_update().get(pk=server.pk)
         previous_status = locked.status
@@ -151,12 +191,15 @@ def mcp_server_record_check(*, server: MCPServer, result: ProbeResult) -> Health
             locked.status = observed
         locked.last_result = observed
         locked.last_checked_at = now
-        locked.last_error = result.error[:2000]
+        locked.last_error = result.error
         fields = ["status", "last_result", "last_checked_at", "last_error", "last_updated"]
         if result.ok:
-            locked.tools = list(result.tools)
+            # Rows, not a cache: new and changed tools may be held for review (registry.tool_sync).
+            synced = server_tools_sync(server=locked, tools=[dict(t) for t in result.tools], now=now)
+            note = "; ".join(n for n in (result.note, synced.note) if n)
+            locked.health_note = sanitize(note, secrets=_server_secrets(server), limit=LAST_ERROR_CHARS)
             locked.tools_refreshed_at = now
-            fields += ["tools", "tools_refreshed_at"]
+            fields += ["tools_refreshed_at", "health_note"]
         locked.save(update_fields=fields)
     for name in fields:
         setattr(server, name, getattr(locked, name))

@@ -22,3 +22,15 @@ ensure_venv() {
     .venv/bin/pip install --quiet --disable-pip-version-check --upgrade pip
   fi
 }
+
+# Install exactly the pinned set of a lock file (hashes checked), then netops itself without
+# dependencies. Re-run when the lock file changes (its marker file is older than the lock).
+install_locked() {
+  local lock=$1 marker=$2
+  if [ ! -f "$marker" ] || [ "$lock" -nt "$marker" ] || [ pyproject.toml -nt "$marker" ]; then
+    echo "netops: installing $lock into .venv ..."
+    .venv/bin/pip install --quiet --disable-pip-version-check --require-hashes -r "$lock"
+    .venv/bin/pip install --quiet --disable-pip-version-check --no-deps -e .
+    touch "$marker"
+  fi
+}

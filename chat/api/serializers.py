@@ -6,6 +6,7 @@ from typing import Any
 
 from rest_framework import serializers
 
+from chat.content import text_for_model
 from chat.models import Conversation, Message, ToolCall
 
 
@@ -38,13 +39,15 @@ class ToolCallSerializer(serializers.ModelSerializer[ToolCall]):
             "source",
             "arguments",
             "is_error",
+            "refused",
             "duration_ms",
             "result",
             "structured_content",
         ]
 
     def get_result(self, call: ToolCall) -> str:
-        return "\n".join(str(c.get("text", "")) for c in call.content if c.get("type") == "text")
+        """The text items, with images, audio and links described (``[image: image/png, 14 KB]``)."""
+        return text_for_model(call.content)
 
 
 class MessageSerializer(serializers.ModelSerializer[Message]):
@@ -69,7 +72,7 @@ class MessageSerializer(serializers.ModelSerializer[Message]):
 
 
 class ConversationSerializer(serializers.ModelSerializer[Conversation]):
-    model = serializers.CharField(source="llm_model.name", default=None, read_only=True)
+    model = serializers.CharField(source="llm_model.name", default=None, read_only=True, allow_null=True)
     servers = serializers.SerializerMethodField()
 
     class Meta:

@@ -11,11 +11,12 @@ from channels.db import database_sync_to_async
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse, QueryDict, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, mixins, permissions, viewsets
 from rest_framework.decorators import action
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 
 from chat import exports, runs, selectors, services
@@ -28,7 +29,8 @@ from chat.api.serializers import (
 )
 from chat.models import Conversation, Message, MessageStatus
 from netops.authentication import SessionAuthentication, TokenAuthentication
-from netops.errors import ApplicationError, flatten_errors
+from netops.errors import ApplicationError, InvalidInput, flatten_errors
+from netops.parsers import StrictJSONParser
 from registry.models import LLMModel, MCPServer
 
 
@@ -36,13 +38,44 @@ def _error(message: str, status: int, **extra: Any) -> JsonResponse:
     return JsonResponse({"error": message, **extra}, status=status)
 
 
-def _authenticate(request: HttpRequest) -> AbstractBaseUser:
-    """DRF's token and session authentication (CSRF enforced for sessions) on a plain Django request."""
-    drf_request = Request(request, authenticators=[TokenAuthentication(), SessionAuthentication()])
-    user = drf_request.user
+def _drf_request(request: HttpRequest) -> Request:
+    """The request as DRF sees it: token or session authentication, netops' JSON and form parsers.
+
+    The parsers matter for sessions too: DRF's CSRF check reads the form through them (without any,
+    every session POST was a 415).
+    """
+    return Request(
+        request,
+        parsers=[StrictJSONParser(), FormParser(), MultiPartParser()],
+        authenticators=[TokenAuthentication(), SessionAuthentication()],
+    )
+
+
+def _authenticate(request: Request) -> AbstractBaseUser:
+    """The caller (CSRF enforced for sessions); NotAuthenticated / PermissionDenied otherwise."""
+    user = request.user
     if not user or not user.is_authenticated:
         raise exceptions.NotAuthenticated()
     return user
+
+
+def _payload(request: Request) -> dict[str, Any]:
+    """The body as a dict: JSON (checked by StrictJSONParser) or a form (``servers`` repeated)."""
+    data = request.data
+    if isinstance(data, QueryDict):
+        form: dict[str, Any] = {key: data.get(key) for key in data if key != "servers"}
+        if "servers" in data:
+            form["servers"] = [name for name in data.getlist("servers") if name]
+        return form
+    if not isinstance(data, dict):
+        raise InvalidInput("the body must be a JSON object")
+    return data
+
+
+def _admit(request: HttpRequest) -> tuple[AbstractBaseUser, dict[str, Any]]:
+    """Authenticate, then parse: in a worker thread (the session and token are database reads)."""
+    drf_request = _drf_request(request)
+    return _authenticate(drf_request), _payload(drf_request)
 
 
 def _lookup(model: type[LLMModel] | type[MCPServer], value: str) -> Any:
@@ -103,25 +136,25 @@ def _answer(message_id: int) -> tuple[dict[str, Any], int]:
     request=ChatRequestSerializer,
     responses=ChatResponseSerializer,
     description="Ask the agent. JSON by default; with `Accept: text/event-stream` the same run streams as "
-    "server-sent events (`start`, `token`, `tool_start`, `tool_end`, `done`).",
+    "server-sent events (`start`, `token`, `tool_start`, `tool_progress`, `tool_end`, `done`). A tool list "
+    "longer than `LLM_MAX_TOOLS` is a 400 naming the field `servers` and the servers to deselect.",
 )
 @csrf_exempt
 async def chat(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
     """``POST /api/chat/``: the same agent, tools and history as the chat page."""
     if request.method != "POST":
         return _error("use POST", 405)
+    request.body  # noqa: B018 - read once here, so DRF's parsers and CSRF check can read it again
     try:
-        user = await database_sync_to_async(_authenticate)(request)
+        user, payload = await database_sync_to_async(_admit)(request)
     except exceptions.APIException as exc:
         response = _error(str(exc.detail), exc.status_code)
         if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
             response.status_code = 401
             response["WWW-Authenticate"] = "Token"
         return response
-    try:
-        payload = json.loads(request.body or b"{}")
-    except ValueError:
-        return _error("the body is not valid JSON", 400)
+    except InvalidInput as exc:
+        return _error(str(exc), 400, **({"errors": {exc.field: [exc.message]}} if exc.field else {}))
     serializer = ChatRequestSerializer(data=payload)
     if not serializer.is_valid():
         return _error("; ".join(flatten_errors(serializer.errors)), 400, errors=serializer.errors)
@@ -130,8 +163,11 @@ async def chat(request: HttpRequest) -> HttpResponse | StreamingHttpResponse:
         conversation = await database_sync_to_async(_conversation_for_request)(user, data)
         events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         handle = await runs.start_run(conversation=conversation, user=user, text=data["message"])
-    except ApplicationError as exc:
-        return _error(str(exc), exc.status_code)
+    except ApplicationError as exc:  # e.g. too many tools: 400 with errors.servers saying which to drop
+        extra: dict[str, Any] = {"code": exc.code}
+        if exc.field:
+            extra["errors"] = {exc.field: [exc.message]}
+        return _error(str(exc), exc.status_code, **extra)
     handle.attach(events.put_nowait)  # no await since start_run: no event can be missed
     if "text/event-stream" in request.headers.get("Accept", ""):
         stream = StreamingHttpResponse(_event_stream(handle, events), content_type="text/event-stream")
@@ -161,6 +197,9 @@ async def _event_stream(
             elif event["kind"] == "tool":
                 card = event["card"]
                 yield _sse("tool_start" if card["status"] == "running" else "tool_end", card)
+            elif event["kind"] == "progress":
+                card = event["card"]
+                yield _sse("tool_progress", {"number": card["number"], **card["progress"]})
             elif event["kind"] == "done":
                 body, _ = await database_sync_to_async(_answer)(state.message_id)
                 yield _sse("done", body)

@@ -17,8 +17,13 @@ class ChangeEventSerializer(serializers.ModelSerializer[ChangeEvent]):
 
 
 class ChangeRequestSerializer(serializers.ModelSerializer[ChangeRequest]):
-    requested_by = serializers.CharField(source="requested_by.username", default=None, read_only=True)
-    reviewer = serializers.CharField(source="reviewer.username", default=None, read_only=True)
+    # None for a request from a deleted user, and until someone reviews it.
+    requested_by = serializers.CharField(
+        source="requested_by.username", default=None, read_only=True, allow_null=True
+    )
+    reviewer = serializers.CharField(
+        source="reviewer.username", default=None, read_only=True, allow_null=True
+    )
     diff = serializers.SerializerMethodField()
     events = ChangeEventSerializer(many=True, read_only=True)
 

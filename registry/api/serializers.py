@@ -3,17 +3,29 @@
 Compatibility names from the reference (``azure_endpoint``, ``model_secret_key``) are accepted on
 input and ``azure_endpoint`` is echoed on output, so clients written against the plugin keep
 working. Secret references are returned (they name where a secret lives); secrets never are.
+Raw (non-reference) ``env`` values of a stdio server are shown only to holders of
+``registry.manage_secrets``; everyone else sees them masked.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from netops.secrets import SecretError, validate_secret_reference
-from registry.models import LLMModel, MCPProtocol, MCPServer, ServerStatus
+from netops.secrets import (
+    SecretError,
+    looks_like_secret_reference,
+    validate_env_entry,
+    validate_secret_reference,
+)
+from registry.models import LLMModel, MCPServer, ServerStatus, Tool, ToolAccess
+from registry.secret_guard import can_manage_secrets
+
+# What a user without registry.manage_secrets sees instead of a raw env value.
+MASKED = "••••"
 
 
 def _reference(value: str) -> str:
@@ -23,6 +35,19 @@ def _reference(value: str) -> str:
         return validate_secret_reference(value)
     except SecretError as exc:
         raise serializers.ValidationError(exc.message) from None
+
+
+def _shows_raw_env(context: Mapping[str, Any]) -> bool:
+    request = context.get("request")
+    user = getattr(request, "user", None)
+    return user is not None and user.is_authenticated and can_manage_secrets(user)
+
+
+def masked_env(env: Any, *, show_raw: bool) -> Any:
+    """``env`` with every raw value masked unless ``show_raw``; references are shown as they are."""
+    if show_raw or not isinstance(env, dict):
+        return env
+    return {k: v if isinstance(v, str) and looks_like_secret_reference(v) else MASKED for k, v in env.items()}
 
 
 class LLMModelSerializer(serializers.ModelSerializer[LLMModel]):
@@ -55,6 +80,7 @@ class LLMModelSerializer(serializers.ModelSerializer[LLMModel]):
             "temperature",
             "max_tokens",
             "request_timeout",
+            "accepts_images",
             "is_default",
             "created",
             "last_updated",
@@ -128,9 +154,11 @@ class MCPServerSerializer(serializers.ModelSerializer[MCPServer]):
             "status",
             "last_checked_at",
             "last_error",
+            "health_note",
             "tool_count",
             "tool_names",
             "tools_refreshed_at",
+            "accept_new_tools",
             "created",
             "last_updated",
         ]
@@ -138,13 +166,14 @@ class MCPServerSerializer(serializers.ModelSerializer[MCPServer]):
             "id",
             "last_checked_at",
             "last_error",
+            "health_note",
             "tools_refreshed_at",
             "created",
             "last_updated",
         ]
 
     def get_tool_names(self, server: MCPServer) -> list[str]:
-        return [t.get("name", "") for t in server.tools or []]
+        return [t.name for t in server.tools.all() if t.present]
 
     def validate_auth_secret_ref(self, value: str) -> str:
         return _reference(value)
@@ -157,29 +186,80 @@ class MCPServerSerializer(serializers.ModelSerializer[MCPServer]):
     def validate_env(self, value: Any) -> dict[str, str]:
         if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
             raise serializers.ValidationError("an object of string names to string values")
-        return value
+        stored = getattr(self.instance, "env", None) or {}
+        result: dict[str, str] = {}
+        errors: dict[str, str] = {}
+        for name, entry in value.items():
+            if entry == MASKED and isinstance(stored.get(name), str):
+                entry = stored[name]  # a masked value sent back unchanged (GET, edit, PUT)
+            try:
+                result[name] = validate_env_entry(name, entry)
+            except SecretError as exc:
+                errors[name] = exc.message
+        if errors:
+            raise serializers.ValidationError(errors)
+        return result
 
-    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        protocol = attrs.get("protocol", getattr(self.instance, "protocol", None))
-        starts_program = protocol == MCPProtocol.STDIO and (
-            self.instance is None or {"protocol", "command", "args", "env"} & attrs.keys()
-        )
-        request = self.context.get("request")
-        if starts_program and not (request and request.user.is_superuser):
-            raise serializers.ValidationError(
-                {"protocol": "only administrators may register or change stdio servers (they start programs)"}
-            )
-        return attrs
+    def to_representation(self, instance: MCPServer) -> dict[str, Any]:
+        data = super().to_representation(instance)
+        if "env" in data:
+            data["env"] = masked_env(data["env"], show_raw=_shows_raw_env(self.context))
+        return data
 
 
-class ToolDefinitionSerializer(serializers.Serializer[dict[str, Any]]):
-    """A cached tool of one server."""
+class ToolSerializer(serializers.ModelSerializer[Tool]):
+    """One tool of one server with its review state; an admin may change ``enabled`` and ``access``.
 
-    name = serializers.CharField()
-    title = serializers.CharField(allow_null=True, required=False)
-    description = serializers.CharField()
-    input_schema = serializers.DictField()
-    annotations = serializers.DictField()
+    ``name`` is the tool's name on its server; ``public_name`` is the name every face uses.
+    The accepted definition is what the catalog offers; ``pending_definition`` waits for review.
+    """
+
+    server: serializers.PrimaryKeyRelatedField[MCPServer] = serializers.PrimaryKeyRelatedField(read_only=True)
+    server_name = serializers.CharField(source="server.name", read_only=True)
+    access = serializers.ChoiceField(choices=ToolAccess.choices, required=False)
+    reviewed_by: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
+        slug_field="username", read_only=True
+    )
+
+    class Meta:
+        model = Tool
+        fields = [
+            "id",
+            "server",
+            "server_name",
+            "name",
+            "public_name",
+            "title",
+            "description",
+            "input_schema",
+            "output_schema",
+            "annotations",
+            "fingerprint",
+            "review",
+            "pending_definition",
+            "pending_fingerprint",
+            "held_at",
+            "enabled",
+            "access",
+            "present",
+            "unsupported",
+            "first_seen_at",
+            "last_seen_at",
+            "reviewed_at",
+            "reviewed_by",
+        ]
+        read_only_fields = [f for f in fields if f not in ("enabled", "access")]
+
+    def to_representation(self, instance: Tool) -> dict[str, Any]:
+        data = super().to_representation(instance)
+        data["title"] = data.get("title") or None  # as MCP has it: no title is null
+        return data
+
+
+class ToolAcceptSerializer(serializers.Serializer[Any]):
+    """The pending fingerprint the reviewer saw: a definition changed since is not accepted (409)."""
+
+    fingerprint = serializers.CharField(max_length=64)
 
 
 class HealthCheckSerializer(serializers.Serializer[Any]):

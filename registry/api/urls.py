@@ -11,5 +11,6 @@ app_name = "registry-api"
 router = DefaultRouter(trailing_slash=True)
 router.register("llm-models", views.LLMModelViewSet, basename="llmmodel")
 router.register("mcp-servers", views.MCPServerViewSet, basename="mcpserver")
+router.register("mcp-tools", views.ToolViewSet, basename="mcptool")
 
 urlpatterns = router.urls

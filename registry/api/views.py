@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from uuid import UUID
 
 from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema
@@ -11,15 +12,17 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from netops.errors import ConflictError
-from registry import services
+from netops.errors import ApplicationError, ConflictError
+from registry import services, tool_review
 from registry.api.serializers import (
     HealthCheckSerializer,
     LLMModelSerializer,
     MCPServerSerializer,
-    ToolDefinitionSerializer,
+    ToolAcceptSerializer,
+    ToolSerializer,
 )
-from registry.models import LLMModel, MCPServer
+from registry.models import LLMModel, MCPServer, Tool
+from registry.selectors import mcp_server_tools
 
 
 def _apply(instance: Any, serializer: serializers.ModelSerializer[Any]) -> Any:
@@ -43,11 +46,13 @@ class LLMModelViewSet(viewsets.ModelViewSet[LLMModel]):
         return queryset
 
     def perform_create(self, serializer: serializers.ModelSerializer[LLMModel]) -> None:  # type: ignore[override]
-        serializer.instance = services.llm_model_save(model=_apply(LLMModel(), serializer))
+        serializer.instance = services.llm_model_save(
+            model=_apply(LLMModel(), serializer), actor=self.request.user
+        )
 
     def perform_update(self, serializer: serializers.ModelSerializer[LLMModel]) -> None:  # type: ignore[override]
         assert serializer.instance is not None
-        services.llm_model_save(model=_apply(serializer.instance, serializer))
+        services.llm_model_save(model=_apply(serializer.instance, serializer), actor=self.request.user)
 
     def perform_destroy(self, instance: LLMModel) -> None:
         services.llm_model_delete(model=instance)
@@ -61,6 +66,8 @@ class MCPServerViewSet(viewsets.ModelViewSet[MCPServer]):
 
     def get_queryset(self) -> QuerySet[MCPServer]:
         queryset = super().get_queryset()
+        if self.action == "list":
+            queryset = queryset.prefetch_related("tools")  # tool_count and tool_names per row
         params = self.request.query_params
         for name in ("name", "protocol", "mcp_type", "status"):
             if value := params.get(name):
@@ -70,11 +77,16 @@ class MCPServerViewSet(viewsets.ModelViewSet[MCPServer]):
         return queryset
 
     def perform_create(self, serializer: serializers.ModelSerializer[MCPServer]) -> None:  # type: ignore[override]
-        serializer.instance = services.mcp_server_save(server=_apply(MCPServer(), serializer))
+        serializer.instance = services.mcp_server_save(
+            server=_apply(MCPServer(), serializer), actor=self.request.user
+        )
 
     def perform_update(self, serializer: serializers.ModelSerializer[MCPServer]) -> None:  # type: ignore[override]
         assert serializer.instance is not None
-        services.mcp_server_save(server=_apply(serializer.instance, serializer))
+        services.mcp_server_save(server=_apply(serializer.instance, serializer), actor=self.request.user)
+
+    def perform_destroy(self, instance: MCPServer) -> None:
+        services.mcp_server_delete(server=instance, actor=self.request.user)
 
     # Running a check changes the server's recorded status: it needs the change permission.
     action_permission_methods = {"health_check": "PATCH"}
@@ -97,10 +109,76 @@ class MCPServerViewSet(viewsets.ModelViewSet[MCPServer]):
         }
         return Response(body)
 
-    @extend_schema(responses=ToolDefinitionSerializer(many=True))
-    @action(detail=True, methods=["get"])
+    @extend_schema(responses=ToolSerializer(many=True))
+    @action(detail=True, methods=["get"], pagination_class=None)  # the whole list, as the schema says
     def tools(self, request: Request, pk: str | None = None) -> Response:
-        """The server's cached tools (from its last healthy check)."""
+        """The server's tools with their review state (held, disabled and vanished ones too)."""
         server = self.get_object()
-        tools: Any = server.tools or []
-        return Response(ToolDefinitionSerializer(tools, many=True).data)
+        return Response(ToolSerializer(mcp_server_tools(server=server), many=True).data)
+
+
+class ToolViewSet(viewsets.GenericViewSet[Tool]):
+    """Tools of registered servers: list (``?server=``, ``?review=``), read, PATCH ``enabled`` and
+    ``access``, ``POST accept`` a held definition (with the fingerprint reviewed), ``POST keep-held``.
+    Changes need ``registry.change_tool``."""
+
+    queryset = Tool.objects.select_related("server", "reviewed_by").order_by("server__name", "public_name")
+    serializer_class = ToolSerializer
+    # Reviewing changes a tool: accept and keep-held need the change permission, not add.
+    action_permission_methods = {"accept": "PATCH", "keep_held": "PATCH"}
+
+    def get_queryset(self) -> QuerySet[Tool]:
+        queryset = super().get_queryset()
+        params = self.request.query_params
+        if server := params.get("server"):
+            queryset = queryset.filter(server__pk=_uuid_param("server", server))
+        if review := params.get("review"):
+            queryset = queryset.filter(review=review)
+        return queryset
+
+    def list(self, request: Request) -> Response:
+        page = self.paginate_queryset(self.get_queryset())
+        data = ToolSerializer(page if page is not None else self.get_queryset(), many=True).data
+        return self.get_paginated_response(data) if page is not None else Response(data)
+
+    def retrieve(self, request: Request, pk: str | None = None) -> Response:
+        return Response(ToolSerializer(self.get_object()).data)
+
+    def partial_update(self, request: Request, pk: str | None = None) -> Response:
+        tool = self.get_object()
+        serializer = ToolSerializer(tool, data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        if "enabled" in serializer.validated_data:
+            tool_review.tool_set_enabled(
+                tool=tool, actor=request.user, enabled=serializer.validated_data["enabled"]
+            )
+        if "access" in serializer.validated_data:
+            tool_review.tool_set_access(
+                tool=tool, actor=request.user, access=serializer.validated_data["access"]
+            )
+        return Response(ToolSerializer(tool).data)
+
+    @extend_schema(request=ToolAcceptSerializer, responses=ToolSerializer)
+    @action(detail=True, methods=["post"])
+    def accept(self, request: Request, pk: str | None = None) -> Response:
+        """Accept the held definition: the tool is offered again, with it."""
+        tool = self.get_object()
+        body = ToolAcceptSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        tool_review.tool_accept(tool=tool, actor=request.user, fingerprint=body.validated_data["fingerprint"])
+        return Response(ToolSerializer(tool).data)
+
+    @extend_schema(request=None, responses=ToolSerializer)
+    @action(detail=True, methods=["post"], url_path="keep-held")
+    def keep_held(self, request: Request, pk: str | None = None) -> Response:
+        """Record the review and leave the tool held (offered to no face)."""
+        tool = self.get_object()
+        tool_review.tool_keep_held(tool=tool, actor=request.user)
+        return Response(ToolSerializer(tool).data)
+
+
+def _uuid_param(name: str, value: str) -> str:
+    try:
+        return str(UUID(value))
+    except ValueError:
+        raise ApplicationError("a server id (UUID)", field=name) from None

@@ -19,13 +19,13 @@ from typing import Any
 
 import pytest
 import websockets
-from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import connection
 from django.test import Client
 
 from chat.models import Message, MessageStatus
 from chat.services import conversation_create
+from netops.redaction import Redactor, StreamRedactor
 from registry.models import LLMModel
 from tests.support.processes import ROOT, free_port, wait_for_http
 from tests.support.scripted_llm import ScriptedLLM, Turn
@@ -41,8 +41,31 @@ def _database_url() -> str:
     return f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
+HANG_TEXT = "Collecting interface counters from all leaves"
+
+
+def _key_that_holds_nothing_back(streamed: str, chunk: int) -> str:
+    """A SECRET_KEY none of whose forms could begin at the end of any chunk of ``streamed``.
+
+    The stream redactor holds back a tail that could start one of netops' secrets (its random
+    SECRET_KEY among them) until the next token; a run paused by the LLM would then show a few
+    characters less than it received, depending on the key. With this key what the tab shows at
+    the pause is exactly what the worker received (the hold-back is tested in test_redaction).
+    """
+    for attempt in range(10_000):
+        key = f"multiprocess-stop-test-key-{attempt:05d}-" + "k" * 24
+        stream = StreamRedactor(Redactor({key}))
+        shown = "".join(stream.feed(streamed[i : i + chunk]) for i in range(0, len(streamed), chunk))
+        if shown == streamed:
+            return key
+    raise AssertionError("no such key")
+
+
 @pytest.fixture
-def two_processes(require_postgres: None, redis_url: str, tmp_path: Path) -> Iterator[list[int]]:
+def two_processes(
+    require_postgres: None, redis_url: str, tmp_path: Path, settings: Any
+) -> Iterator[list[int]]:
+    settings.SECRET_KEY = _key_that_holds_nothing_back(HANG_TEXT[:24], 4)
     env = {key: value for key, value in os.environ.items() if not key.startswith("PYTEST")}
     env.update(
         DATABASE_URL=_database_url(),
@@ -144,7 +167,7 @@ def test_a_tab_on_another_process_reattaches_and_sees_the_answer_complete(two_pr
 
 def test_stop_from_a_tab_on_another_process_stops_the_run(two_processes: list[int]) -> None:
     with ScriptedLLM() as llm:
-        llm.enqueue(Turn.hang_after(6, text="Collecting interface counters from all leaves", chunk_size=4))
+        llm.enqueue(Turn.hang_after(6, text=HANG_TEXT, chunk_size=4))
         session, conversation = _session_and_conversation(llm)
 
         async def scenario() -> list[str]:

@@ -10,13 +10,17 @@ and fail in CI (``CI`` set), with the reason.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, NoReturn
 
 import pytest
 
 from netboxrw.client import NetBoxClient
 from netboxrw.config import netbox_client
+from tests.support.daphne import current_database_url, shared_env
 from tests.support.netbox_server import (
     NETBOX_VERSION,
     NetBoxInstance,
@@ -25,6 +29,7 @@ from tests.support.netbox_server import (
     prepare,
     start_netbox,
 )
+from tests.support.processes import ROOT
 
 IN_CI = bool(os.environ.get("CI"))
 
@@ -82,3 +87,46 @@ def nb(netbox: NetBoxInstance, settings: Any) -> NetBoxClient:
     client = netbox_client()
     assert client is not None
     return client
+
+
+@pytest.fixture
+def start_worker(
+    require_postgres: None, netbox: NetBoxInstance, tmp_path: Path
+) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
+    """Start ``manage.py worker`` children on the test database and NetBox (``extra`` env on top)."""
+    children: list[subprocess.Popen[bytes]] = []
+
+    def start(name: str, **extra: str) -> subprocess.Popen[bytes]:
+        settings = {
+            "NETBOX_URL": netbox.url,
+            "NETBOX_TOKEN": netbox.token_v2,
+            "CHANGE_APPLY_LEASE_SECONDS": "3",
+            "CHANGE_RECOVERY_INTERVAL": "1",
+            "MCP_HEALTH_CHECK_INTERVAL": "0",
+        }
+        env = shared_env(
+            tmp_path,
+            database_url=current_database_url(),
+            redis_url=os.environ.get("REDIS_URL", ""),
+            **{**settings, **extra},
+        )
+        log = (tmp_path / f"worker-{name}.log").open("wb")
+        process = subprocess.Popen(
+            [sys.executable, "manage.py", "worker", "--worker-id", name, "--interval", "0.2"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        children.append(process)
+        return process
+
+    yield start
+    for process in children:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()

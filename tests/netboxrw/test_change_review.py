@@ -14,6 +14,7 @@ from netboxrw.client import NetBoxClient, NetBoxError
 from netboxrw.models import ChangeRequest, ChangeState
 from netops.errors import ApplicationError, ConflictError
 from tests.netboxrw.lab import Lab, call_tool, changelog_count, make_lab
+from tests.support.tasks import approve_and_apply, run_queued_tasks
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -89,7 +90,7 @@ def test_confirm_queues_and_approval_writes_exactly_the_plan(
     assert change.state == ChangeState.PENDING and change.requested_by == alice
     assert not _devices(nb, name)  # confirmed is not approved: nothing written yet
 
-    change = services.change_request_approve(change_id=change.pk, reviewer=bob, comment="ok for window 42")
+    change = approve_and_apply(change_id=change.pk, reviewer=bob, comment="ok for window 42")
     assert change.state == ChangeState.APPLIED, change.error
     [device] = _devices(nb, name)
     assert device["site"]["id"] == lab.site["id"] and device["platform"]["id"] == lab.platform["id"]
@@ -115,14 +116,12 @@ def test_the_same_tool_twice_is_no_change(nb: NetBoxClient, lab: Lab, people: tu
     change_id = call_tool("netbox_create_device", _device_args(lab, name, confirm=True), alice)[
         "change_request"
     ]
-    services.change_request_approve(change_id=change_id, reviewer=bob)
+    approve_and_apply(change_id=change_id, reviewer=bob)
     again = call_tool("netbox_create_device", _device_args(lab, name, confirm=True), alice)
     assert again["status"] == "no_change"
     assert len(_devices(nb, name)) == 1
     vlan = {"vid": 100, "name": f"data-{lab.tag}", "site": lab.site["slug"], "confirm": True}
-    services.change_request_approve(
-        change_id=call_tool("netbox_ensure_vlan", vlan, alice)["change_request"], reviewer=bob
-    )
+    approve_and_apply(change_id=call_tool("netbox_ensure_vlan", vlan, alice)["change_request"], reviewer=bob)
     assert call_tool("netbox_ensure_vlan", vlan, alice)["status"] == "no_change"
 
 
@@ -131,7 +130,7 @@ def test_an_object_edited_after_planning_is_a_conflict_and_nothing_is_written(
 ) -> None:
     alice, bob = people
     name = f"ams-{lab.tag}-cor004"
-    services.change_request_approve(
+    approve_and_apply(
         change_id=call_tool("netbox_create_device", _device_args(lab, name, confirm=True), alice)[
             "change_request"
         ],
@@ -143,7 +142,7 @@ def test_an_object_edited_after_planning_is_a_conflict_and_nothing_is_written(
     [device] = _devices(nb, name)
     nb.update("dcim/devices", device["id"], {"serial": "EDITED-BY-HAND"})  # someone edits NetBox meanwhile
 
-    change = services.change_request_approve(change_id=pending["change_request"], reviewer=bob)
+    change = approve_and_apply(change_id=pending["change_request"], reviewer=bob)
     assert change.state == ChangeState.CONFLICT
     assert "was edited in NetBox" in change.error
     [device] = _devices(nb, name)
@@ -160,7 +159,7 @@ def test_a_failing_step_rolls_back_and_leaves_no_device(
     change_id = call_tool("netbox_create_device", _device_args(lab, name, interfaces, confirm=True), alice)[
         "change_request"
     ]
-    change = services.change_request_approve(change_id=change_id, reviewer=bob)
+    change = approve_and_apply(change_id=change_id, reviewer=bob)
     assert change.state == ChangeState.FAILED
     assert "not-a-type" in change.error
     assert change.result["rolled_back"] == [f"deleted {name}"]
@@ -176,9 +175,9 @@ def test_the_requester_cannot_approve_and_reviewers_need_the_permission(
         "netbox_create_device", _device_args(lab, f"ams-{lab.tag}-cor006", confirm=True), alice
     )["change_request"]
     with pytest.raises(services.ReviewForbidden, match="requester cannot review"):
-        services.change_request_approve(change_id=change_id, reviewer=alice)
+        approve_and_apply(change_id=change_id, reviewer=alice)
     with pytest.raises(services.ReviewForbidden, match="permission"):
-        services.change_request_approve(change_id=change_id, reviewer=outsider)
+        approve_and_apply(change_id=change_id, reviewer=outsider)
     assert ChangeRequest.objects.get(pk=change_id).state == ChangeState.PENDING
 
 
@@ -208,7 +207,9 @@ def test_twenty_concurrent_approvals_apply_once(
         thread.start()
     for thread in threads:
         thread.join(60)
-    assert sorted(outcomes) == ["applied"] + ["refused"] * 19
+    assert sorted(outcomes) == ["approved"] + ["refused"] * 19
+    assert run_queued_tasks() == 1  # queued once
+    assert ChangeRequest.objects.get(pk=change_id).state == ChangeState.APPLIED
     assert len(_devices(nb, name)) == 1
     assert ChangeRequest.objects.get(pk=change_id).events.filter(to_state="applied").count() == 1
 
@@ -216,7 +217,7 @@ def test_twenty_concurrent_approvals_apply_once(
 def test_revert_restores_the_previous_state(nb: NetBoxClient, lab: Lab, people: tuple[User, User]) -> None:
     alice, bob = people
     name = f"ams-{lab.tag}-cor008"
-    services.change_request_approve(
+    approve_and_apply(
         change_id=call_tool("netbox_create_device", _device_args(lab, name, confirm=True), alice)[
             "change_request"
         ],
@@ -225,7 +226,7 @@ def test_revert_restores_the_previous_state(nb: NetBoxClient, lab: Lab, people: 
     update = call_tool(
         "netbox_update_device_status", {"device_name": name, "status": "offline", "confirm": True}, alice
     )
-    applied = services.change_request_approve(change_id=update["change_request"], reviewer=bob)
+    applied = approve_and_apply(change_id=update["change_request"], reviewer=bob)
     assert _devices(nb, name)[0]["status"]["value"] == "offline"
 
     revert = services.change_request_revert(
@@ -233,7 +234,7 @@ def test_revert_restores_the_previous_state(nb: NetBoxClient, lab: Lab, people: 
     )
     assert revert.state == ChangeState.PENDING and revert.reverts_id == applied.pk
     assert revert.plan["operations"][0]["data"] == {"status": "active"}
-    services.change_request_approve(change_id=revert.pk, reviewer=bob)
+    approve_and_apply(change_id=revert.pk, reviewer=bob)
     assert _devices(nb, name)[0]["status"]["value"] == "active"
 
 
@@ -247,7 +248,7 @@ def test_netbox_unreachable_is_a_clear_error_and_the_request_stays_pending(
     settings.NETBOX_URL = "http://127.0.0.1:9"
     settings.NETBOX_TIMEOUT = 2
     with pytest.raises(NetBoxError, match=r"cannot reach NetBox at http://127\.0\.0\.1:9.*stays pending"):
-        services.change_request_approve(change_id=change_id, reviewer=bob)
+        approve_and_apply(change_id=change_id, reviewer=bob)
     change = ChangeRequest.objects.get(pk=change_id)
     assert change.state == ChangeState.PENDING
     assert change.events.count() == 1
@@ -268,6 +269,6 @@ def test_rejected_requests_cannot_be_approved(lab: Lab, people: tuple[User, User
     )["change_request"]
     services.change_request_reject(change_id=change_id, reviewer=bob, comment="wrong site")
     with pytest.raises(ConflictError, match="is rejected"):
-        services.change_request_approve(change_id=change_id, reviewer=bob)
+        approve_and_apply(change_id=change_id, reviewer=bob)
     with pytest.raises(ApplicationError):
         services.change_request_revert(change_id=change_id, requester=services.Requester(user=alice, via="t"))

@@ -16,6 +16,7 @@ from chat.services import conversation_create
 from netboxrw import services
 from netboxrw.plans import Plan, create_op
 from netops.asgi import application
+from tests.support.tasks import approve_and_apply
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -104,7 +105,7 @@ def test_dry_run_mode_logs_writes_as_applied_but_sends_nothing(
         plan=_plan(), arguments={}, requester=services.Requester(user=alice, via="t")
     )
     with caplog.at_level(logging.INFO, logger="netboxrw.writes"):
-        done = services.change_request_approve(change_id=change.pk, reviewer=bob)
+        done = approve_and_apply(change_id=change.pk, reviewer=bob)
     # NetBox at 127.0.0.1:9 would have failed any request: nothing was sent, yet the change is applied.
     assert done.state == "applied"
     assert done.result["message"] == "dry run: logged, nothing sent"

@@ -7,7 +7,7 @@ from typing import Any
 import httpx2
 import pytest
 from channels.db import database_sync_to_async
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Permission, User
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from rest_framework.authtoken.models import Token
@@ -29,6 +29,10 @@ async def test_write_tool_over_mcp_queues_a_change_for_the_token_user(
     assert client is not None
     lab = await database_sync_to_async(make_lab)(client)
     alice = await database_sync_to_async(User.objects.create_user)("alice")
+    # Under the token policy (README, issue 9) a token proposes changes only for a user who may.
+    await database_sync_to_async(alice.user_permissions.add)(
+        await Permission.objects.aget(content_type__app_label="netboxrw", codename="add_changerequest")
+    )
     key = (await Token.objects.acreate(user=alice)).key
     http = httpx2.AsyncClient(
         transport=httpx2.ASGITransport(app=MCPEndpoint(transport_security(["testserver"], []))),

@@ -15,6 +15,7 @@ from netboxrw.models import ChangeRequest, ChangeState
 from netboxrw.plans import Plan, create_op, update_op
 from tests.netboxrw.lab import make_lab
 from tests.support.netbox_server import NetBoxInstance
+from tests.support.tasks import run_queued_tasks
 
 pytestmark = pytest.mark.django_db
 
@@ -208,7 +209,10 @@ def test_api_approval_applies_through_the_executor(netbox: NetBoxInstance, setti
     )
     response = _api(bob).post(f"/api/change-requests/{change.pk}/approve/", {"comment": "go"}, format="json")
     assert response.status_code == 200, response.content
-    assert response.json()["state"] == "applied"
+    assert response.json()["state"] == "approved"  # recorded and queued; a worker applies it
+    assert client.page("ipam/vlans", {"vid": 300, "site_id": lab.site["id"]}).count == 0
+    assert run_queued_tasks() == 1
+    assert _api(bob).get(f"/api/change-requests/{change.pk}/").json()["state"] == "applied"
     assert client.page("ipam/vlans", {"vid": 300, "site_id": lab.site["id"]}).count == 1
 
 

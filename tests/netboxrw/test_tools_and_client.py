@@ -162,18 +162,6 @@ def test_v1_tokens_work_too(netbox: NetBoxInstance) -> None:
     assert client.status()["netbox-version"].startswith("4.7")
 
 
-def test_ensure_helpers_are_idempotent(nb: NetBoxClient, lab: Lab) -> None:
-    device = nb.fetch_all("dcim/devices", {"name": f"r1-{lab.tag}"})[0]
-    first, created = nb.ensure_interface(device["id"], "lo0", "virtual")
-    again, created_again = nb.ensure_interface(device["id"], "lo0", "virtual")
-    assert created and not created_again and first["id"] == again["id"]
-    ip = nb.assign_ip_to_interface(f"{_net(lab)}.255/32", first["id"])
-    assert nb.assign_ip_to_interface(f"{_net(lab)}.255/32", first["id"])["id"] == ip["id"]
-    _vlan, created = nb.ensure_vlan(200, f"voice-{lab.tag}", site_id=lab.site["id"])
-    assert created
-    assert nb.ensure_vlan(200, f"voice-{lab.tag}", site_id=lab.site["id"])[1] is False
-
-
 def test_readyz_checks_netbox_when_configured(netbox: NetBoxInstance, settings: Any) -> None:
     from django.test import Client
 

@@ -107,8 +107,9 @@ def test_mcp_server_changelist_renders_its_columns_and_status_badge(admin_client
     assert "URL / command" in content
     assert "http://127.0.0.1:8001/mcp" in content
     assert "python3 -m tool" in content  # stdio target is the command line
-    assert "background:#1a7f37" in content and ">Healthy</span>" in content
-    assert "background:#cf222e" in content and ">Unhealthy</span>" in content
+    assert '<span class="status-badge status-healthy">Healthy</span>' in content
+    assert '<span class="status-badge status-unhealthy">Unhealthy</span>' in content
+    assert "style=" not in content.split('id="result_list"', 1)[1]  # the CSP refuses inline styles
     assert response.context["cl"].result_count == 2
 
 

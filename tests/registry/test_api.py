@@ -28,6 +28,7 @@ from netops.logs import RedactSecretsFilter
 from netops.secrets import resolve_secret
 from registry import services
 from registry.models import LLMModel, MCPServer, ServerStatus
+from registry.tool_sync import server_tools_sync
 
 PREFIXES = ["/api/", "/api/plugins/ai-ops/"]
 
@@ -257,7 +258,11 @@ def test_the_actions_own_permission_is_enough(
     resource: Resource,
     action: Action,
 ) -> None:
-    client = token_client(make_user("scoped", resource.perm(action.perm)))
+    # LLM_CREATE carries a secret reference (model_secret_key): setting one also needs
+    # registry.manage_secrets (tests/security/test_registry_permissions.py); add alone is not enough.
+    carries_ref = action.name == "create" and "model_secret_key" in resource.create_payload
+    extra = ["registry.manage_secrets"] if carries_ref else []
+    client = token_client(make_user("scoped", resource.perm(action.perm), *extra))
     obj = resource.make("existing")
 
     response = call(client, prefix, resource, action, obj)
@@ -409,7 +414,7 @@ def test_create_mcp_server_with_the_reference_payload_ignores_status(
         "external",
     )
     assert stored.description == "External MCP server"
-    assert stored.tools == [] and stored.last_checked_at is None
+    assert not stored.tools.exists() and stored.last_checked_at is None
 
 
 @pytest.mark.django_db
@@ -551,7 +556,7 @@ def test_stdio_server_needs_a_superuser(
 
     refused = engineer.post(f"{prefix}mcp-servers/", payload, format="json")
 
-    assert refused.status_code == 400
+    assert refused.status_code == 403  # a permission, not bad input (issue 9)
     assert error_of(refused).startswith("protocol:")
     assert "protocol" in refused.json()["errors"]
     assert not MCPServer.objects.exists()
@@ -565,20 +570,21 @@ def test_stdio_server_needs_a_superuser(
 
 
 @pytest.mark.django_db
-def test_non_superuser_may_describe_but_not_reprogram_a_stdio_server(
+def test_non_superuser_may_neither_describe_nor_reprogram_a_stdio_server(
     make_user: Callable[..., User], token_client: Callable[[User | None], APIClient]
 ) -> None:
+    # Any change to a stdio server is for superusers (issue 9); describing it used to be allowed.
     server = make_mcp("local", protocol="stdio", url="", command="python3", args=["-m", "tool"])
     engineer = token_client(make_user("engineer", *RESOURCES["mcp-servers"].all_perms()))
 
     reprogram = engineer.patch(f"/api/mcp-servers/{server.pk}/", {"command": "/bin/sh"}, format="json")
     describe = engineer.patch(f"/api/mcp-servers/{server.pk}/", {"description": "local tools"}, format="json")
 
-    assert reprogram.status_code == 400
+    assert reprogram.status_code == 403
     assert "protocol" in reprogram.json()["errors"]
-    assert describe.status_code == 200
+    assert describe.status_code == 403
     server.refresh_from_db()
-    assert (server.command, server.description) == ("python3", "local tools")
+    assert (server.command, server.description) == ("python3", "")
 
 
 # --- the one-default rule ------------------------------------------------------------------
@@ -774,12 +780,16 @@ def test_tools_lists_the_cached_tools(admin_api: APIClient, prefix: str) -> None
         "input_schema": {"type": "object", "properties": {"x": {"type": "integer"}}},
         "annotations": {"readOnlyHint": True},
     }
-    server = make_mcp("cached", tools=[tool], status=ServerStatus.HEALTHY)
+    server = make_mcp("cached", status=ServerStatus.HEALTHY)
+    server_tools_sync(server=server, tools=[tool])
 
     response = admin_api.get(f"{prefix}mcp-servers/{server.pk}/tools/")
 
     assert response.status_code == 200
-    assert response.json() == [tool]
+    # Issue 11: each tool comes with its public name and review state besides its definition.
+    [listed] = response.json()
+    assert {k: listed[k] for k in tool} == tool
+    assert listed["public_name"] == "t1" and listed["review"] == "active" and listed["enabled"] is True
     detail = admin_api.get(f"{prefix}mcp-servers/{server.pk}/").json()
     assert detail["tool_count"] == 1 and detail["tool_names"] == ["t1"]
 
@@ -895,7 +905,11 @@ def test_secret_is_sent_to_the_server_but_never_returned_or_logged(
     monkeypatch.setenv("NETOPS_TEST_SECRET", SECRET)
     url, seen = recording_server
     server = make_mcp(
-        "echoing", protocol="rest", url=f"{url}/api/mcp", auth_secret_ref="env:NETOPS_TEST_SECRET"
+        "echoing",
+        protocol="rest",
+        url=f"{url}/api/mcp",
+        health_check="/health",  # probed too: the secret goes with both requests
+        auth_secret_ref="env:NETOPS_TEST_SECRET",
     )
 
     check = admin_api.post(f"/api/mcp-servers/{server.pk}/health-check/")
@@ -1031,11 +1045,14 @@ def test_schema_needs_authentication(token_client: Callable[[User | None], APICl
 @pytest.mark.django_db
 def test_api_docs_render_for_a_logged_in_user(make_user: Callable[..., User]) -> None:
     client = Client()
-    assert client.get("/api/docs/").status_code in (401, 403)
+    anonymous = client.get("/api/docs/")  # issue 9: the login page, not a blank or an error page
+    assert anonymous.status_code == 302 and anonymous["Location"] == "/accounts/login/?next=/api/docs/"
 
     client.force_login(make_user("engineer"))
     response = client.get("/api/docs/")
 
     assert response.status_code == 200
     assert b"swagger-ui" in response.content.lower()
-    assert b"/api/schema/" in response.content
+    # The split view: no inline script (CSP); the page's own script points Swagger UI at the schema.
+    assert b'<script src="/api/docs/?script="></script>' in response.content
+    assert b"/api/schema/" in client.get("/api/docs/?script=").content

@@ -118,7 +118,7 @@ def test_a_key_with_expiry_in_the_past_gets_401(make_user: Callable[..., User]) 
 
 def test_a_key_of_an_inactive_owner_gets_401(make_user: Callable[..., User]) -> None:
     owner = make_user("leaver")
-    _, plain = api_key_create(owner=owner, name="leaver", level="admin")
+    _, plain = api_key_create(owner=owner, name="leaver", level="read_write")
     assert _gateway(plain).status_code == 200
 
     owner.is_active = False
@@ -139,7 +139,7 @@ def test_a_key_of_an_inactive_owner_gets_401(make_user: Callable[..., User]) -> 
     ids=["wrong-secret", "prefix-only", "wrong-prefix"],
 )
 def test_a_tampered_key_gets_401(make_user: Callable[..., User], tamper: Callable[[str], str]) -> None:
-    _, plain = api_key_create(owner=make_user("ci"), name="ci", level="admin")
+    _, plain = api_key_create(owner=make_user("ci"), name="ci", level="read_write")
     assert _gateway(tamper(plain)).status_code == 401
     assert _gateway(plain).status_code == 200
 

@@ -23,28 +23,27 @@ from registry.catalog import (
 )
 from registry.models import MCPServer, ServerStatus
 from registry.services import mcp_servers_check_health
+from registry.tool_sync import server_tools_sync
 from tests.support.processes import demo_command, demo_env, free_port, mcp_demo_server
 
 SCHEMA = {"type": "object", "properties": {"device": {"type": "string"}}}
 
 
 def _cached(name: str, *tools: str, status: str = ServerStatus.HEALTHY, enabled: bool = True) -> MCPServer:
-    return MCPServer.objects.create(
-        name=name,
-        protocol="http",
-        url=f"http://127.0.0.1:9/{name}",
-        status=status,
-        enabled=enabled,
-        tools=[
-            {
-                "name": t,
-                "description": f"{t} of {name}",
-                "input_schema": SCHEMA,
-                "annotations": {"readOnlyHint": True},
-            }
-            for t in tools
-        ],
+    server = MCPServer.objects.create(
+        name=name, protocol="http", url=f"http://127.0.0.1:9/{name}", status=status, enabled=enabled
     )
+    definitions = [
+        {
+            "name": t,
+            "description": f"{t} of {name}",
+            "input_schema": SCHEMA,
+            "annotations": {"readOnlyHint": True},
+        }
+        for t in tools
+    ]
+    server_tools_sync(server=server, tools=definitions)  # its first discovery: all accepted
+    return server
 
 
 @pytest.fixture
@@ -102,12 +101,15 @@ def test_lists_only_enabled_healthy_servers_from_cache_without_network(
 def test_clashing_names_are_namespaced_per_server_and_builtins_keep_theirs(
     builtin: list[dict[str, Any]],
 ) -> None:
+    # Names are given at first discovery (issue 11): the first server keeps the plain name, the
+    # later one is namespaced; a built-in's name is never given to a server tool.
     _cached("site-a", "ping", "get_device")
     _cached("site b!", "ping")
     catalog = ToolCatalog.load()
     names = sorted(t.name for t in catalog.tools())
-    assert names == ["get_device", "site-a__get_device", "site-a__ping", "site_b___ping"]
-    assert catalog.get("site-a__ping").original_name == "ping"
+    assert names == ["get_device", "ping", "site-a__get_device", "site_b___ping"]
+    assert catalog.get("site_b___ping").original_name == "ping"
+    assert catalog.get("ping").source == "site-a"
     assert catalog.get("get_device").source == "testbox"
 
 

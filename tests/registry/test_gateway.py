@@ -43,6 +43,7 @@ from registry.keys import api_key_create
 from registry.mcp_endpoint import MCPEndpoint, transport_security
 from registry.models import APIKey, MCPServer, ServerStatus, ToolCallAudit
 from registry.services import mcp_servers_check_health
+from registry.tool_sync import server_tools_sync
 from tests.support.daphne import current_database_url, daphne, shared_env
 from tests.support.processes import free_port, mcp_demo_server
 
@@ -57,6 +58,16 @@ DEVICE_SCHEMA = {
 EMPTY_SCHEMA: dict[str, Any] = {"type": "object", "properties": {}}
 RATE_HEADERS = ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset")
 SECRET_ARGUMENT = "snmp-community-Zq81xv"
+
+
+def _reference(body: dict[str, Any]) -> dict[str, Any]:
+    """The reference API's part of a successful answer (``success``, ``data``), after checking the rest.
+
+    Issue 11 adds the full ``content`` list (and ``structured_content`` when the tool sent it).
+    """
+    assert set(body) <= {"success", "data", "content", "structured_content"}, body
+    assert isinstance(body["content"], list) and all("type" in item for item in body["content"]), body
+    return {key: body[key] for key in ("success", "data")}
 
 
 # --- fixtures and helpers ---------------------------------------------------------------------------
@@ -101,7 +112,10 @@ def probe() -> Iterator[list[tuple[str, dict[str, Any]]]]:
 
 
 def _make_key(level: str, rate_limit: int) -> tuple[APIKey, str]:
-    owner = User.objects.create_user(f"{level}-{uuid.uuid4().hex[:8]}")
+    make = (
+        User.objects.create_superuser if level == "admin" else User.objects.create_user
+    )  # admin keys: superusers only
+    owner = make(f"{level}-{uuid.uuid4().hex[:8]}")
     return api_key_create(owner=owner, name=f"{level} key", level=level, rate_limit=rate_limit)
 
 
@@ -158,14 +172,15 @@ def _down_server(**fields: Any) -> MCPServer:
     ]
     fields.setdefault("name", "down-lab")
     fields.setdefault("status", ServerStatus.HEALTHY)
-    return MCPServer.objects.create(
+    server = MCPServer.objects.create(
         protocol="http",
         url=f"http://127.0.0.1:{free_port()}/mcp",
-        tools=tools,
         connect_timeout=2,
         call_timeout=5,
         **fields,
     )
+    server_tools_sync(server=server, tools=tools)  # its first discovery: every tool accepted
+    return server
 
 
 def _register_demo(base_url: str, **fields: Any) -> MCPServer:
@@ -189,13 +204,16 @@ async def test_a_call_answers_success_and_the_tools_data(probe: list[tuple[str, 
     response = await gateway.call("gw_read", {"device": "ams-cor001", "count": 3})
     assert response.status_code == 200
     assert response["Content-Type"] == "application/json"
-    assert response.json() == {"success": True, "data": {"device": "ams-cor001", "count": 3}}
+    assert _reference(response.json()) == {"success": True, "data": {"device": "ams-cor001", "count": 3}}
 
     # A list result is the data itself (not wrapped); no body at all means no arguments.
     response = await gateway.call("gw_list")
-    assert (response.status_code, response.json()) == (200, {"success": True, "data": ["r1", "r2"]})
+    assert (response.status_code, _reference(response.json())) == (
+        200,
+        {"success": True, "data": ["r1", "r2"]},
+    )
     response = await gateway.call("gw_list", {})
-    assert response.json() == {"success": True, "data": ["r1", "r2"]}
+    assert _reference(response.json()) == {"success": True, "data": ["r1", "r2"]}
     assert probe == [("gw_read", {"device": "ams-cor001", "count": 3}), ("gw_list", {}), ("gw_list", {})]
 
 
@@ -206,7 +224,7 @@ async def test_a_server_tool_is_called_on_its_server_and_answers_its_data() -> N
         gateway = _Gateway(plain)
         added = await gateway.call("add", {"a": 20, "b": 22})
         status = await gateway.call("get_interface_status", {"device": "r1", "interface": "et-0/0/1"})
-    assert (added.status_code, added.json()) == (200, {"success": True, "data": 42})
+    assert (added.status_code, _reference(added.json())) == (200, {"success": True, "data": 42})
     assert status.status_code == 200
     assert status.json()["data"] == {
         "device": "r1",
@@ -417,7 +435,7 @@ async def test_a_tool_that_does_not_answer_in_the_servers_call_timeout_is_504() 
     assert response.status_code == 504, response.content
     assert "slow_echo on lab did not answer within" in _error(response)
     assert elapsed < 5
-    assert (quick.status_code, quick.json()) == (200, {"success": True, "data": "quick"})
+    assert (quick.status_code, _reference(quick.json())) == (200, {"success": True, "data": "quick"})
 
 
 async def test_an_unexpected_exception_in_a_builtin_tool_is_502_with_its_message(

@@ -14,6 +14,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from registry.models import MCPServer, ServerStatus
+from registry.selectors import mcp_server_tool_definitions
 from registry.services import mcp_servers_check_health
 from tests.support.processes import (
     ROOT,
@@ -51,8 +52,8 @@ def test_network_server_becomes_healthy_and_its_tools_are_cached(transport: str)
     server.refresh_from_db()
     assert outcome.ok, outcome.error
     assert server.status == ServerStatus.HEALTHY
-    assert {t["name"] for t in server.tools} == DEMO_TOOLS
-    add = next(t for t in server.tools if t["name"] == "add")
+    assert {t["name"] for t in mcp_server_tool_definitions(server=server)} == DEMO_TOOLS
+    add = next(t for t in mcp_server_tool_definitions(server=server) if t["name"] == "add")
     assert add["annotations"] == {"readOnlyHint": True}
     assert add["input_schema"]["required"] == ["a", "b"]
     assert server.tools_refreshed_at is not None and server.last_error == ""
@@ -72,16 +73,47 @@ def test_stdio_server_is_healthy_with_tools() -> None:
     server.refresh_from_db()
     assert outcome.ok, outcome.error
     assert server.status == ServerStatus.HEALTHY
-    assert {t["name"] for t in server.tools} == DEMO_TOOLS
+    assert {t["name"] for t in mcp_server_tool_definitions(server=server)} == DEMO_TOOLS
 
 
 @pytest.mark.django_db
-def test_failing_health_path_makes_http_server_unhealthy_even_if_mcp_answers() -> None:
+def test_a_missing_health_path_leaves_the_server_healthy_with_a_note() -> None:
+    # Reference MCP servers have no /health: the MCP handshake decides.
     with mcp_demo_server("http") as running:
         server = _server("no-health", protocol="http", url=running.base_url + "/mcp", health_check="/nope")
         outcome = mcp_servers_check_health(servers=[server])[0]
+    server.refresh_from_db()
+    assert outcome.ok and server.status == ServerStatus.HEALTHY and server.last_error == ""
+    assert "/nope answered 404" in server.health_note
+    assert "MCP handshake decides" in server.health_note
+    assert {t["name"] for t in mcp_server_tool_definitions(server=server)} == DEMO_TOOLS
+
+
+@pytest.mark.django_db
+def test_a_failing_health_path_is_unhealthy_and_an_html_page_is_summarised_by_its_title() -> None:
+    with mcp_demo_server("http") as running:
+        server = _server("proxy-down", protocol="http", url=running.base_url + "/mcp", health_check="/broken")
+        outcome = mcp_servers_check_health(servers=[server])[0]
+    server.refresh_from_db()
     assert not outcome.ok
-    assert "/nope answered 404" in outcome.error
+    assert server.last_error.endswith("/broken answered 503: an HTML page titled '503 Service Unavailable'")
+    assert "<" not in server.last_error and "upstream down" not in server.last_error
+
+
+@pytest.mark.django_db
+def test_a_tool_list_cut_at_the_limit_marks_the_server_degraded_and_offers_what_was_kept() -> None:
+    from registry.catalog import ToolCatalog
+    from registry.connections import MAX_TOOLS_PER_SERVER
+
+    with mcp_demo_server("http", "--tools", str(MAX_TOOLS_PER_SERVER + 20)) as running:
+        server = _server("huge", protocol="http", url=running.base_url + "/mcp", health_check="")
+        outcome = mcp_servers_check_health(servers=[server])[0]
+    server.refresh_from_db()
+    assert outcome.ok and server.status == ServerStatus.DEGRADED
+    assert f"cut at {MAX_TOOLS_PER_SERVER} of {MAX_TOOLS_PER_SERVER + 25} tools" in server.health_note
+    assert len(mcp_server_tool_definitions(server=server)) == MAX_TOOLS_PER_SERVER
+    offered = [t for t in ToolCatalog.load().tools() if t.source_kind != "builtin"]
+    assert len(offered) == MAX_TOOLS_PER_SERVER  # degraded is usable: what it listed is offered
 
 
 @pytest.mark.django_db
@@ -94,7 +126,8 @@ def test_stopped_server_turns_unhealthy_only_after_two_checks_and_keeps_its_tool
     server.refresh_from_db()
     assert not first.ok and first.status == ServerStatus.HEALTHY and not first.changed
     assert server.last_result == ServerStatus.UNHEALTHY and server.last_error
-    assert len(server.tools) == len(DEMO_TOOLS)  # the cache survives a failed check
+    # The tools survive a failed check.
+    assert len(mcp_server_tool_definitions(server=server)) == len(DEMO_TOOLS)
 
     second = mcp_servers_check_health(servers=[server])[0]
     server.refresh_from_db()
@@ -203,8 +236,8 @@ def test_auth_header_is_sent_from_the_secret_reference(monkeypatch: pytest.Monke
     assert outcome.ok, outcome.error
     assert seen == ["Bearer chmp_test_key_123", "Bearer chmp_test_key_123"]
     server.refresh_from_db()
-    assert server.tools[0]["name"] == "get_devices"
-    assert server.tools[0]["annotations"]["readOnlyHint"] is True
+    assert mcp_server_tool_definitions(server=server)[0]["name"] == "get_devices"
+    assert mcp_server_tool_definitions(server=server)[0]["annotations"]["readOnlyHint"] is True
 
 
 @pytest.mark.django_db

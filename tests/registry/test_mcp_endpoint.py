@@ -46,7 +46,14 @@ from django.contrib.auth.models import User
 from rest_framework.authtoken.models import Token
 from registry.models import MCPServer
 
-tokens = {name: Token.objects.create(user=User.objects.create_user(name)).key for name in ("alice", "bob")}
+from django.contrib.auth.models import Permission
+
+# Engineers who may propose changes: their tokens act at read_write (registry.key_policy).
+propose = Permission.objects.get(codename="add_changerequest", content_type__app_label="netboxrw")
+users = {name: User.objects.create_user(name) for name in ("alice", "bob")}
+for user in users.values():
+    user.user_permissions.add(propose)
+tokens = {name: Token.objects.create(user=user).key for name, user in users.items()}
 MCPServer.objects.create(name="lab", protocol="http", url=os.environ["TEST_MCP_URL"])
 print("TOKENS", json.dumps(tokens))
 """

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import html
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
 from registry.models import MCPServer, ServerStatus
+from registry.tool_sync import server_tools_sync
 from tests.support.processes import mcp_demo_server
 
 CATALOG = "/registry/catalog/"
@@ -44,10 +46,19 @@ def checker(login: Callable[..., Client]) -> Client:
     return login("registry.view_mcpserver", "registry.change_mcpserver", username="checker")
 
 
+def _with_tools(server: MCPServer, tools: list[dict[str, Any]]) -> MCPServer:
+    """``server`` as its first healthy check leaves it: every listed tool accepted."""
+    server_tools_sync(server=server, tools=tools)
+    return server
+
+
 def servers() -> dict[str, MCPServer]:
     return {
-        "up": MCPServer.objects.create(
-            name="up-server", url="http://127.0.0.1:8001/mcp", status=ServerStatus.HEALTHY, tools=[TOOL]
+        "up": _with_tools(
+            MCPServer.objects.create(
+                name="up-server", url="http://127.0.0.1:8001/mcp", status=ServerStatus.HEALTHY
+            ),
+            [TOOL],
         ),
         "down": MCPServer.objects.create(
             name="down-server",
@@ -213,7 +224,7 @@ def test_check_now_on_a_disabled_server_leaves_it_disabled(checker: Client) -> N
 
 @pytest.mark.django_db
 def test_tools_fragment_shows_the_json_schema_of_a_cached_tool(viewer: Client) -> None:
-    server = MCPServer.objects.create(name="cached", url=CLOSED_PORT_URL, tools=[TOOL])
+    server = _with_tools(MCPServer.objects.create(name="cached", url=CLOSED_PORT_URL), [TOOL])
 
     response = viewer.get(f"/registry/catalog/servers/{server.pk}/tools/", HTTP_HX_REQUEST="true")
 
@@ -231,7 +242,7 @@ def test_tools_fragment_shows_the_json_schema_of_a_cached_tool(viewer: Client) -
 @pytest.mark.django_db
 def test_tools_fragment_escapes_tool_text(viewer: Client) -> None:
     hostile = {**TOOL, "name": "<img src=x onerror=alert(1)>", "description": "<script>alert(2)</script>"}
-    server = MCPServer.objects.create(name="hostile", url=CLOSED_PORT_URL, tools=[hostile])
+    server = _with_tools(MCPServer.objects.create(name="hostile", url=CLOSED_PORT_URL), [hostile])
 
     response = viewer.get(f"/registry/catalog/servers/{server.pk}/tools/")
 
@@ -253,7 +264,7 @@ def test_tools_fragment_without_cached_tools(viewer: Client) -> None:
 
 @pytest.mark.django_db
 def test_tools_fragment_needs_the_view_permission(login: Callable[..., Client]) -> None:
-    server = MCPServer.objects.create(name="cached", url=CLOSED_PORT_URL, tools=[TOOL])
+    server = _with_tools(MCPServer.objects.create(name="cached", url=CLOSED_PORT_URL), [TOOL])
 
     response = login("registry.change_mcpserver").get(f"/registry/catalog/servers/{server.pk}/tools/")
 

@@ -25,6 +25,7 @@ from registry import ratelimit
 from registry.catalog import ToolCatalog, ToolResult
 from registry.keys import api_key_create
 from registry.models import MCPServer, ServerStatus
+from registry.selectors import mcp_server_tool_definitions
 from registry.services import mcp_servers_check_health
 from tests.support.daphne import daphne, manage, standalone_env
 from tests.support.processes import mcp_demo_server
@@ -52,6 +53,16 @@ keys = {{
 MCPServer.objects.create(name="lab", protocol="http", url=os.environ["TEST_MCP_URL"])
 print("KEYS", json.dumps(keys))
 """
+
+
+def _reference(body: dict[str, Any]) -> dict[str, Any]:
+    """The reference API's part of a successful answer (``success``, ``data``), after checking the rest.
+
+    Issue 11 adds the full ``content`` list (and ``structured_content`` when the tool sent it).
+    """
+    assert set(body) <= {"success", "data", "content", "structured_content"}, body
+    assert isinstance(body["content"], list) and all("type" in item for item in body["content"]), body
+    return {key: body[key] for key in ("success", "data")}
 
 
 @dataclass(frozen=True)
@@ -82,7 +93,7 @@ def _register(
     peer: Peer, monkeypatch: pytest.MonkeyPatch, key: str, *, name: str = "peer", **fields: Any
 ) -> tuple[MCPServer, Any]:
     """Register the peer's gateway as a ``rest`` server using its key ``key``, and check it."""
-    variable = f"NETOPS_PEER_KEY_{key.upper()}"
+    variable = f"NETOPS_PEER_{key.upper()}_KEY"  # matches SECRET_ENV_ALLOW's default *_KEY
     monkeypatch.setenv(variable, peer.keys[key])
     server = MCPServer(
         name=name,
@@ -116,13 +127,13 @@ def test_the_peer_becomes_healthy_with_the_tools_its_key_may_use_cached(
     assert outcome.ok, outcome.error
     assert server.status == ServerStatus.HEALTHY and server.last_error == ""
     # A read-only key sees only the read-only tools as available: only those are cached.
-    assert {tool["name"] for tool in server.tools} == READ_ONLY_TOOLS
+    assert {tool["name"] for tool in mcp_server_tool_definitions(server=server)} == READ_ONLY_TOOLS
 
     listed = httpx.get(
         f"{peer.gateway}/tools", headers={"Authorization": f"Bearer {peer.keys['reader']}"}, timeout=10
     ).json()["tools"]
     remote = {tool["name"]: tool for tool in listed}
-    for tool in server.tools:
+    for tool in mcp_server_tool_definitions(server=server):
         assert tool["input_schema"] == remote[tool["name"]]["input_schema"]
         assert tool["description"] == remote[tool["name"]]["description"]
         assert tool["annotations"] == {"readOnlyHint": True, "x-permission": "read_only"}
@@ -138,7 +149,7 @@ def test_a_read_write_key_brings_the_write_tools_with_the_peers_levels(
 ) -> None:
     server, outcome = _register(peer, monkeypatch, "writer")
     assert outcome.ok, outcome.error
-    assert {tool["name"] for tool in server.tools} == DEMO_TOOLS
+    assert {tool["name"] for tool in mcp_server_tool_definitions(server=server)} == DEMO_TOOLS
     catalog = ToolCatalog.load()
     levels = {name: catalog.get(name).permission for name in DEMO_TOOLS}
     assert levels == {name: "read_only" if name in READ_ONLY_TOOLS else "read_write" for name in DEMO_TOOLS}
@@ -181,7 +192,7 @@ def test_this_netops_gateway_serves_the_peers_tools(peer: Peer, monkeypatch: pyt
         content_type="application/json",
         headers={"Authorization": f"Bearer {plain}"},
     )
-    assert (response.status_code, response.json()) == (200, {"success": True, "data": 3})
+    assert (response.status_code, _reference(response.json())) == (200, {"success": True, "data": 3})
 
 
 def test_a_slow_peer_is_a_timeout_error(peer: Peer, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -197,25 +208,25 @@ def test_a_slow_peer_is_a_timeout_error(peer: Peer, monkeypatch: pytest.MonkeyPa
 def test_a_wrong_key_or_a_missing_secret_makes_the_peer_unhealthy(
     peer: Peer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("NETOPS_PEER_KEY_WRONG", peer.keys["reader"][:-1] + "x")
+    monkeypatch.setenv("NETOPS_PEER_WRONG_KEY", peer.keys["reader"][:-1] + "x")
     wrong = MCPServer.objects.create(
         name="wrong-key",
         protocol="rest",
         url=peer.gateway,
         health_check="/healthz",
-        auth_secret_ref="env:NETOPS_PEER_KEY_WRONG",
+        auth_secret_ref="env:NETOPS_PEER_WRONG_KEY",
     )
     missing = MCPServer.objects.create(
         name="no-secret",
         protocol="rest",
         url=peer.gateway,
         health_check="/healthz",
-        auth_secret_ref="env:NETOPS_PEER_KEY_NOT_SET",
+        auth_secret_ref="env:NETOPS_PEER_UNSET_KEY",
     )
     outcomes = {o.server.name: o for o in mcp_servers_check_health(servers=[wrong, missing])}
     assert not outcomes["wrong-key"].ok and "401" in outcomes["wrong-key"].error
     assert peer.keys["reader"][:-1] not in outcomes["wrong-key"].error
-    assert not outcomes["no-secret"].ok and "env:NETOPS_PEER_KEY_NOT_SET" in outcomes["no-secret"].error
+    assert not outcomes["no-secret"].ok and "env:NETOPS_PEER_UNSET_KEY" in outcomes["no-secret"].error
     assert ToolCatalog.load().tools() == []
 
 
@@ -234,7 +245,8 @@ def test_the_peers_rate_limit_becomes_a_tool_error_saying_so(
     assert text.startswith("rate limited by peer-tight; retry after "), text
     assert f"rate limit of {TIGHT_LIMIT} requests per hour exceeded" in text
 
-    # Through this netops's own gateway the peer's refusal is an upstream failure, with its words.
+    # Through this netops's own gateway the peer's refusal stays a rate limit (issue 11: it was a 502):
+    # 429 with the peer's Retry-After, and its words.
     owner = User.objects.create_user("client")
     _, plain = api_key_create(owner=owner, name="client", level="read_only")
     response = Client().post(
@@ -243,5 +255,6 @@ def test_the_peers_rate_limit_becomes_a_tool_error_saying_so(
         content_type="application/json",
         headers={"Authorization": f"Bearer {plain}"},
     )
-    assert response.status_code == 502
+    assert response.status_code == 429
+    assert int(response["Retry-After"]) >= 0
     assert "rate limit" in response.json()["error"]

@@ -88,15 +88,20 @@ def manage(env: dict[str, str], *args: str, timeout: float = 120) -> str:
 
 @contextmanager
 def daphne(
-    env: dict[str, str], *, log: Path, timeout: float = 60, print_log: bool = True
+    env: dict[str, str],
+    *,
+    log: Path,
+    timeout: float = 60,
+    print_log: bool = True,
+    app: str = "netops.asgi:application",
 ) -> Iterator[RunningServer]:
     """netops under daphne on a free loopback port until the block ends; the log tail is printed then
-    (pytest shows it for failed tests only)."""
+    (pytest shows it for failed tests only). ``app`` is the ASGI application (a bench may wrap netops')."""
     port = free_port()
     executable = str(Path(sys.executable).with_name("daphne"))
     with log.open("wb") as log_file:
         process = subprocess.Popen(
-            [executable, "-v", "0", "-b", "127.0.0.1", "-p", str(port), "netops.asgi:application"],
+            [executable, "-v", "0", "-b", "127.0.0.1", "-p", str(port), app],
             cwd=ROOT,
             env=env,
             stdout=log_file,

@@ -4,12 +4,16 @@ Run as ``python -m tests.support.mcp_demo_server {stdio|http|sse} [--port N] [--
 ``--hang`` accepts connections and never answers (HTTP: every request stalls; stdio: stdin is read
 and nothing is written), which is what a stuck server looks like to netops.
 ``--tools N`` adds N extra generated tools (catalog benchmarks).
+``--variant-file PATH`` reads a JSON object at start: ``bounce_description`` replaces that tool's
+description and ``extra_tools`` adds generated tools, so a stdio server (started anew for each
+check) can change its list between checks the way an updated server does.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 from pathlib import Path
 
@@ -17,10 +21,10 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 
 
-def build(*, extra_tools: int = 0, name: str = "demo") -> MCPServer:
+def build(*, extra_tools: int = 0, name: str = "demo", bounce_description: str = "") -> MCPServer:
     """The demo server: a few network-flavoured tools with annotations, and a /health route."""
     server = MCPServer(name, instructions="Demo tools for netops tests.")
 
@@ -34,9 +38,11 @@ def build(*, extra_tools: int = 0, name: str = "demo") -> MCPServer:
         """Return the operational status of one interface of a device."""
         return {"device": device, "interface": interface, "oper_status": "up", "speed": "10G"}
 
-    @server.tool(annotations=ToolAnnotations(destructiveHint=True))
+    @server.tool(
+        annotations=ToolAnnotations(destructiveHint=True),
+        description=bounce_description or "Shut and re-enable an interface (pretend).",
+    )
     def bounce_interface(device: str, interface: str) -> str:
-        """Shut and re-enable an interface (pretend)."""
         return f"{device} {interface} bounced"
 
     @server.tool()
@@ -62,6 +68,12 @@ def build(*, extra_tools: int = 0, name: str = "demo") -> MCPServer:
     @server.custom_route("/health", methods=["GET"])
     async def health(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
+
+    @server.custom_route("/broken", methods=["GET"])
+    async def broken(request: Request) -> Response:
+        # What a proxy in front of a dead backend answers: a whole HTML page.
+        page = "<!DOCTYPE html><html><head><title>503 Service\n Unavailable</title></head><body>"
+        return HTMLResponse(page + "<p>upstream down</p>" * 200 + "</body></html>", status_code=503)
 
     return server
 
@@ -100,7 +112,11 @@ def main() -> None:
     parser.add_argument("--hang", action="store_true")
     parser.add_argument("--tools", type=int, default=0)
     parser.add_argument("--name", default="demo")
+    parser.add_argument("--variant-file", type=Path)
     args = parser.parse_args()
+    variant = {}
+    if args.variant_file and args.variant_file.exists():
+        variant = json.loads(args.variant_file.read_text())
     if args.hang and args.transport == "stdio":
         # Read requests, never answer.
         import sys
@@ -113,7 +129,11 @@ def main() -> None:
 
         uvicorn.run(_HangingApp(), host="127.0.0.1", port=args.port, log_level="warning")
         return
-    server = build(extra_tools=args.tools, name=args.name)
+    server = build(
+        extra_tools=args.tools + int(variant.get("extra_tools", 0)),
+        name=args.name,
+        bounce_description=str(variant.get("bounce_description", "")),
+    )
     if args.transport == "stdio":
         server.run("stdio")
     elif args.transport == "sse":

@@ -311,6 +311,23 @@ def _free_port() -> int:
 
 # --------------------------------------------------------------------------------------------------
 # Layer 1 + 2: install and configuration
+
+
+def lock_file(version: str) -> Path:
+    """The lock file of NetBox's own virtualenv (``requirements/netbox-<version>.lock``)."""
+    path = Path(__file__).resolve().parents[2] / "requirements" / f"netbox-{version}.lock"
+    if not path.is_file():
+        raise NetBoxUnavailable(
+            f"no lock file for NetBox {version}: run NETOPS_NETBOX_VERSION={version} scripts/lock"
+        )
+    return path
+
+
+def lock_digest(version: str) -> str:
+    """What the install marker records: a changed lock file means a fresh install."""
+    return hashlib.sha256(lock_file(version).read_bytes()).hexdigest()
+
+
 # --------------------------------------------------------------------------------------------------
 
 
@@ -395,7 +412,12 @@ class NetBoxInstall:
             data = json.loads(self.marker.read_text())
         except (OSError, ValueError):
             return False
-        return data.get("netbox") == self.version and self.netbox.exists() and self.gunicorn.exists()
+        return (
+            data.get("netbox") == self.version
+            and data.get("lock") == lock_digest(self.version)
+            and self.netbox.exists()
+            and self.gunicorn.exists()
+        )
 
     @property
     def gunicorn_version(self) -> str:
@@ -522,11 +544,13 @@ def ensure_install(version: str = NETBOX_VERSION, *, progress: Progress = _quiet
             _run_logged(
                 [*pip, "install", "--upgrade", "pip"], log=log, timeout=PIP_TIMEOUT, what="pip upgrade"
             )
+            # Exactly the pinned set of requirements/netbox-<version>.lock (hashes checked), never
+            # whatever PyPI serves today (scripts/lock regenerates it).
             _run_logged(
-                [*pip, "install", f"netbox=={version}"],
+                [*pip, "install", "--require-hashes", "-r", str(lock_file(version))],
                 log=log,
                 timeout=PIP_TIMEOUT,
-                what=f"pip install netbox=={version}",
+                what=f"pip install -r {lock_file(version).name}",
             )
             versions = subprocess.run(
                 [
@@ -546,6 +570,7 @@ def ensure_install(version: str = NETBOX_VERSION, *, progress: Progress = _quiet
                     f"pip installed netbox {data['netbox']}, wanted {version}; see {log}"
                 )
             data["install_seconds"] = round(time.monotonic() - started, 1)
+            data["lock"] = lock_digest(version)
             install.marker.write_text(json.dumps(data))
             progress(f"installed NetBox {version} in {data['install_seconds']} s")
         _write_configuration(install)

@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import math
@@ -384,6 +385,11 @@ class ScriptedLLM:
             ``content_filter_results`` in every choice). Off by default.
         obfuscation: add OpenAI's ``obfuscation`` padding field to ``/v1`` stream chunks unless the
             request sets ``stream_options.include_obfuscation: false`` (the live API does this).
+        echo_key: hostile mode for the security tests: in every turn's error message and streamed
+            text, ``{key}``, ``{key_b64}``, ``{key_url}`` and ``{key_hex}`` become the API key this
+            request carried (plain, base64, URL-encoded, hex), as an endpoint echoing it would send.
+            Text is re-split into chunks of the turn's first chunk length after the substitution,
+            so the key spans chunk boundaries.
     """
 
     def __init__(
@@ -394,8 +400,10 @@ class ScriptedLLM:
         responder: Responder | None = None,
         azure_prompt_filter_chunk: bool = False,
         obfuscation: bool = True,
+        echo_key: bool = False,
     ) -> None:
         self._api_key = api_key
+        self._echo_key = echo_key
         self._deployments = frozenset(deployments) if deployments is not None else None
         self._responder = responder
         self._azure_prompt_filter_chunk = azure_prompt_filter_chunk
@@ -623,6 +631,8 @@ class ScriptedLLM:
                 self._handler_errors.append(exc)
             turn = Turn.error(500, f"ScriptedLLM responder raised {exc!r}")
 
+        if self._echo_key:
+            turn = _echo_key(turn, recorded)
         stream = bool(body.get("stream"))
         stream_options = body.get("stream_options") or {}
         exchange = _Exchange(
@@ -977,6 +987,29 @@ def _openai_error(
     message: str, error_type: str, *, param: str | None = None, code: str | None = None
 ) -> dict[str, Any]:
     return {"error": {"message": message, "type": error_type, "param": param, "code": code}}
+
+
+def _echo_key(turn: Turn, request: RecordedRequest) -> Turn:
+    """``turn`` with the key placeholders replaced by the key ``request`` carried (hostile mode)."""
+    import base64
+    from urllib.parse import quote
+
+    key = request.headers.get("api-key") or request.headers.get("authorization", "").removeprefix("Bearer ")
+    forms = {
+        "{key}": key,
+        "{key_b64}": base64.b64encode(key.encode()).decode(),
+        "{key_url}": quote(key, safe=""),
+        "{key_hex}": key.encode().hex(),
+    }
+
+    def fill(text: str) -> str:
+        for placeholder, value in forms.items():
+            text = text.replace(placeholder, value)
+        return text
+
+    size = len(turn.chunks[0]) if turn.chunks else _DEFAULT_CHUNK_SIZE
+    chunks = _split_text(fill(turn.content), size) if turn.chunks else ()
+    return dataclasses.replace(turn, message=fill(turn.message), chunks=chunks)
 
 
 def _mask(key: str) -> str:

@@ -12,6 +12,7 @@ from django.contrib.auth.models import User
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from netops.errors import ApplicationError
+from registry.key_policy import api_key_policy_check
 from registry.keys import api_key_create
 from registry.models import PermissionLevel
 
@@ -40,6 +41,7 @@ class Command(BaseCommand):
         if owner is None:
             raise CommandError(f"no active user named {user!r}")
         try:
+            api_key_policy_check(owner=owner, level=level, rate_limit=rate_limit)
             key, plain = api_key_create(
                 owner=owner,
                 name=name or f"{user} {level}",
