@@ -346,6 +346,10 @@ MCP_HEALTH_CHECK_INTERVAL = env.float("MCP_HEALTH_CHECK_INTERVAL", default=60.0)
 CHANGE_EXPIRY_INTERVAL = env.float("CHANGE_EXPIRY_INTERVAL", default=300.0)
 CHANGE_RECOVERY_INTERVAL = env.float("CHANGE_RECOVERY_INTERVAL", default=10.0)
 CHAT_PRUNE_INTERVAL = env.float("CHAT_PRUNE_INTERVAL", default=86400.0)
+# Kept MCP sessions (registry.sessions): one per server per process, closed after this many idle
+# seconds; at most this many concurrent operations per server per process (more wait their turn).
+MCP_SESSION_IDLE_SECONDS = env.float("MCP_SESSION_IDLE_SECONDS", default=300.0)
+MCP_SESSION_CONCURRENCY = env.int("MCP_SESSION_CONCURRENCY", default=8)
 # Test-only: a worker applying a change sleeps after journal step N (crash-recovery tests kill it there).
 NETOPS_TEST_PAUSE_AFTER_STEP = env.int("NETOPS_TEST_PAUSE_AFTER_STEP", default=None)
 

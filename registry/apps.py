@@ -21,4 +21,13 @@ class RegistryConfig(AppConfig):
                 "check_mcp_servers", tasks.check_mcp_servers, lambda: settings.MCP_HEALTH_CHECK_INTERVAL
             )
         )
-        from registry import checks  # noqa: F401  (registers the system check registry.W001)
+        from registry import (
+            checks,  # noqa: F401  (registers the system check registry.W001)
+            sessions,
+            signals,
+        )
+
+        sessions.configure(
+            idle_seconds=settings.MCP_SESSION_IDLE_SECONDS, max_concurrency=settings.MCP_SESSION_CONCURRENCY
+        )
+        signals.connect()

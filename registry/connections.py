@@ -7,14 +7,16 @@ and be tested alone. Every public coroutine is bounded by the timeout in the con
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import html
 import json
 import re
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, Literal, NotRequired, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict, TypeVar, cast
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import httpx
@@ -27,8 +29,10 @@ from mcp.shared.dispatcher import ProgressFnT
 from mcp.shared.exceptions import MCPError
 
 from netops.redaction import sanitize, unsafe_header_value
+from registry.sessions import ConnectionBroken, SessionUnavailable, broken_connection, pool
 
 Protocol = Literal["http", "sse", "stdio", "rest"]
+T = TypeVar("T")
 
 # Limits on how much of a remote tool list is kept: a misbehaving server must not fill the database.
 MAX_TOOLS_PER_SERVER = 500
@@ -190,6 +194,10 @@ class _HTTPRefusal:
     status: int | None = None
     retry_after: str | None = None
 
+    def reset(self) -> None:
+        """Forget an earlier request's refusal (the recorder lives as long as the session)."""
+        self.status, self.retry_after = None, None
+
     async def hook(self, response: httpx2.Response) -> None:
         if response.status_code in (401, 403, 429):
             self.status = response.status_code
@@ -271,32 +279,86 @@ def _execution(tool: mcp_types.Tool) -> dict[str, Any]:
     return dict(execution.model_dump(by_alias=True, exclude_none=True))
 
 
-@asynccontextmanager
-async def open_client(config: ServerConfig) -> AsyncIterator[Client]:
-    """Open an MCP session to ``config`` (not for ``rest``); the caller bounds it with a timeout.
+@dataclass
+class _Connection:
+    """An open MCP client and the refusal recorder of its HTTP client (kept with the session)."""
 
-    An HTTP server's 401/403/429 raises :class:`ServerRefusedCredentials` / :class:`ServerRateLimited`
-    (typed from the status the transport saw), an upstream JSON-RPC error raises
-    :class:`UpstreamProtocolError` with its data.
-    """
+    client: Client
+    refusal: _HTTPRefusal
+
+
+@asynccontextmanager
+async def _open_connection(config: ServerConfig) -> AsyncIterator[_Connection]:
+    """Open a session for the pool; a failure to open is typed like a failed request."""
     refusal = _HTTPRefusal()
+    entered = False
     try:
         async with _open_client(config, refusal) as client:
-            yield client
-    except MCPError as exc:
-        typed = refusal.error(config)
-        if typed is not None:
-            raise typed from None
-        raise UpstreamProtocolError(config.name, exc.code, exc.message, exc.data) from None
+            entered = True
+            yield _Connection(client, refusal)
     except Exception as exc:
-        typed = refusal.error(config)
-        if typed is not None:
-            raise typed from None
-        group = exc if isinstance(exc, BaseExceptionGroup) else None
-        if group is not None and len(group.exceptions) == 1 and isinstance(group.exceptions[0], MCPError):
-            inner = group.exceptions[0]
-            raise UpstreamProtocolError(config.name, inner.code, inner.message, inner.data) from None
-        raise
+        if entered:
+            raise
+        error = _typed_error(exc, config, refusal)
+        if error is None:
+            raise
+        raise error from None
+
+
+def _typed_error(exc: BaseException, config: ServerConfig, refusal: _HTTPRefusal) -> BaseException | None:
+    """The typed error for a failure of an MCP request, or None to let ``exc`` through as it is.
+
+    An HTTP server's 401/403/429 becomes :class:`ServerRefusedCredentials` / :class:`ServerRateLimited`
+    (typed from the status the transport saw), an upstream JSON-RPC error
+    :class:`UpstreamProtocolError` with its data.
+    """
+    typed = refusal.error(config)
+    if typed is not None:
+        return typed
+    if isinstance(exc, MCPError):
+        return UpstreamProtocolError(config.name, exc.code, exc.message, exc.data)
+    group = exc if isinstance(exc, BaseExceptionGroup) else None
+    if group is not None and len(group.exceptions) == 1 and isinstance(group.exceptions[0], MCPError):
+        inner = group.exceptions[0]
+        return UpstreamProtocolError(config.name, inner.code, inner.message, inner.data)
+    return None
+
+
+async def on_session(
+    config: ServerConfig,
+    operation: Callable[[Client], Awaitable[T]],
+    *,
+    timeout: float,
+    respect_backoff: bool = True,
+) -> T:
+    """Run ``operation(client)`` on the server's kept MCP session (:mod:`registry.sessions`).
+
+    Not for ``rest``. Failures are typed (see :func:`_typed_error`); a broken connection is retried
+    once on a new session by the pool.
+    """
+
+    async def typed(connection: _Connection) -> T:
+        connection.refusal.reset()
+        try:
+            return await operation(connection.client)
+        except Exception as exc:
+            if broken_connection(exc):
+                raise  # the pool reconnects; typed below if it gives up
+            if isinstance(exc, MCPError) and exc.code == mcp_types.CONNECTION_CLOSED:
+                raise ConnectionBroken(exc.message) from None
+            error = _typed_error(exc, config, connection.refusal)
+            if error is None:
+                raise
+            raise error from None
+
+    try:
+        return await pool().run(
+            config.name, config, _open_connection, typed, timeout=timeout, respect_backoff=respect_backoff
+        )
+    except ConnectionBroken:
+        raise ServerUnreachable(f"{config.name} closed the connection (the server exited?)") from None
+    except SessionUnavailable as exc:
+        raise ServerUnreachable(str(exc)) from None
 
 
 @asynccontextmanager
@@ -336,19 +398,24 @@ async def list_tools(config: ServerConfig) -> ToolListing:
         return await _rest_list_tools(config)
     tools: list[ToolDefinition] = []
     cut = ""
-    async with open_client(config) as client:
+
+    async def every_page(client: Client) -> None:
+        nonlocal cut
+        tools.clear()
         cursor: str | None = None
         for _ in range(MAX_LIST_PAGES):
             page = await client.list_tools(cursor=cursor, cache_mode="refresh")
-            tools += [_definition(t) for t in page.tools]
+            tools.extend(_definition(t) for t in page.tools)
             cursor = page.next_cursor
             if not cursor:
-                break
+                return
             if len(tools) >= MAX_TOOLS_PER_SERVER:
                 cut = f"the tool list was cut at {MAX_TOOLS_PER_SERVER} tools (netops' limit per server)"
-                break
-        else:
-            cut = f"the tool list was cut after {MAX_LIST_PAGES} pages (netops' limit per server)"
+                return
+        cut = f"the tool list was cut after {MAX_LIST_PAGES} pages (netops' limit per server)"
+
+    # A health check: always tries (no reconnect backoff), bounded by the connect timeout.
+    await on_session(config, every_page, timeout=config.connect_timeout, respect_backoff=False)
     if len(tools) > MAX_TOOLS_PER_SERVER:
         cut = f"the tool list was cut at {MAX_TOOLS_PER_SERVER} of {len(tools)} tools (netops' limit per server)"
     return ToolListing(tools[:MAX_TOOLS_PER_SERVER], cut)
@@ -410,16 +477,30 @@ async def call_tool(
 
     Protocol-level tool errors come back as ``is_error=True``; transport failures raise
     (the catalog turns them into error results with a readable message): typed, see
-    :func:`open_client`. ``progress`` receives the server's progress notifications for this call
+    :func:`on_session`. ``progress`` receives the server's progress notifications for this call
     (MCP servers only; a REST tool API has none).
     """
     started = time.perf_counter()
     if config.protocol == "rest":
         return await _rest_call_tool(config, name, arguments, timeout or config.call_timeout, started)
-    async with open_client(config) as client:
+    limit = timeout or config.call_timeout
+    relayed = _in_caller_loop(progress)  # here, in the caller's loop; the call runs on the pool's
+
+    async def call(client: Client) -> mcp_types.CallToolResult:
         result = await client.call_tool(
-            name, arguments, read_timeout_seconds=timeout or config.call_timeout, progress_callback=progress
+            name, arguments, read_timeout_seconds=limit, progress_callback=relayed
         )
+        if _result_chars(result) > LARGE_RESULT_CHARS:
+            # The SDK's message loops keep the last message they handled referenced until the next
+            # one arrives; on a kept session that would pin a huge result for as long as the
+            # session idles. A ping replaces it.
+            with contextlib.suppress(Exception):
+                await client.send_ping()
+        return result
+
+    # Waiting for a turn and opening the session count against the call's own limit, plus the
+    # connect timeout (a first call opens the session).
+    result = await on_session(config, call, timeout=limit + config.connect_timeout)
     outcome = ToolCallOutcome(
         content=[c.model_dump(by_alias=True, exclude_none=True) for c in result.content],
         structured_content=result.structured_content,
@@ -429,6 +510,32 @@ async def call_tool(
     if outcome.is_error:
         outcome.error = outcome.text() or f"{name} reported an error"
     return outcome
+
+
+# A result this large (characters of text or base64 data) is flushed out of the kept session.
+LARGE_RESULT_CHARS = 1_000_000
+
+
+def _result_chars(result: mcp_types.CallToolResult) -> int:
+    return sum(len(getattr(item, "text", "") or getattr(item, "data", "") or "") for item in result.content)
+
+
+def _in_caller_loop(progress: ProgressCallback | None) -> ProgressCallback | None:
+    """``progress`` run on the loop of the caller (the session's notifications arrive on the pool's
+    loop; a chat consumer's callback must run on daphne's), awaited so their order is kept."""
+    if progress is None:
+        return None
+    caller = asyncio.get_running_loop()
+
+    async def relay(value: float, total: float | None, message: str | None) -> None:
+        future = asyncio.run_coroutine_threadsafe(_awaited(progress(value, total, message)), caller)
+        await asyncio.wrap_future(future)
+
+    return cast(ProgressCallback, relay)
+
+
+async def _awaited(result: Awaitable[None]) -> None:
+    await result
 
 
 # --- REST tool API (reference/monitoring-tool-api.txt) -------------------------------------------

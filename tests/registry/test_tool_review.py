@@ -38,6 +38,15 @@ def _stdio_server(variant: Path, **fields: object) -> MCPServer:
     )
 
 
+def _server_updated(variant: Path, data: dict[str, object]) -> None:
+    """The stdio server is upgraded and restarted: its kept session (one child) is closed, so the
+    next check starts the new version."""
+    from registry.sessions import pool
+
+    variant.write_text(json.dumps(data))
+    pool().close("lab")
+
+
 def _check(server: MCPServer) -> None:
     outcome = mcp_servers_check_health(servers=[server])[0]
     assert outcome.ok, outcome.error
@@ -74,7 +83,7 @@ def test_a_changed_definition_and_a_new_tool_are_held_until_an_admin_accepts_the
     assert set(_offered()) == {"add", "get_interface_status", "bounce_interface", "slow_echo", "fail"}
     assert server.health_note == ""
 
-    variant.write_text(json.dumps({"bounce_description": RUG_PULL, "extra_tools": 1}))
+    _server_updated(variant, {"bounce_description": RUG_PULL, "extra_tools": 1})
     _check(server)
 
     bounce = Tool.objects.get(server=server, name="bounce_interface")
@@ -134,13 +143,13 @@ def test_a_server_that_reverts_its_change_needs_no_review_and_new_tools_can_be_a
 ) -> None:
     server = _stdio_server(variant, accept_new_tools=True)
     _check(server)
-    variant.write_text(json.dumps({"bounce_description": RUG_PULL, "extra_tools": 2}))
+    _server_updated(variant, {"bounce_description": RUG_PULL, "extra_tools": 2})
     _check(server)
     assert Tool.objects.get(server=server, name="bounce_interface").review == ToolReview.HELD_CHANGED
     # accept_new_tools: new tools are offered at once; a changed definition is held all the same.
     assert {"generated_tool_000", "generated_tool_001"} <= set(_offered())
 
-    variant.write_text(json.dumps({"extra_tools": 1}))
+    _server_updated(variant, {"extra_tools": 1})
     _check(server)
     bounce = Tool.objects.get(server=server, name="bounce_interface")
     assert bounce.review == ToolReview.ACTIVE and bounce.pending_definition is None

@@ -4,6 +4,7 @@ Run as ``python -m tests.support.mcp_demo_server {stdio|http|sse} [--port N] [--
 ``--hang`` accepts connections and never answers (HTTP: every request stalls; stdio: stdin is read
 and nothing is written), which is what a stuck server looks like to netops.
 ``--tools N`` adds N extra generated tools (catalog benchmarks).
+``--stateful`` adds ``count`` (how many times it was called in this process) and ``pid``.
 ``--variant-file PATH`` reads a JSON object at start: ``bounce_description`` replaces that tool's
 description and ``extra_tools`` adds generated tools, so a stdio server (started anew for each
 check) can change its list between checks the way an updated server does.
@@ -78,6 +79,23 @@ def build(*, extra_tools: int = 0, name: str = "demo", bounce_description: str =
     return server
 
 
+def _add_stateful_tools(server: MCPServer) -> None:
+    calls = 0
+
+    def count() -> int:
+        """How many times this tool was called in this server process (state across calls)."""
+        nonlocal calls
+        calls += 1
+        return calls
+
+    def pid() -> int:
+        """The server's process id."""
+        return os.getpid()
+
+    server.add_tool(count, annotations=ToolAnnotations(readOnlyHint=False))
+    server.add_tool(pid, annotations=ToolAnnotations(readOnlyHint=True))
+
+
 def _add_generated_tool(server: MCPServer, index: int) -> None:
     def generated(device: str, limit: int = 10) -> dict[str, object]:
         return {"tool": index, "device": device, "limit": limit}
@@ -113,6 +131,7 @@ def main() -> None:
     parser.add_argument("--tools", type=int, default=0)
     parser.add_argument("--name", default="demo")
     parser.add_argument("--variant-file", type=Path)
+    parser.add_argument("--stateful", action="store_true")
     args = parser.parse_args()
     variant = {}
     if args.variant_file and args.variant_file.exists():
@@ -134,6 +153,8 @@ def main() -> None:
         name=args.name,
         bounce_description=str(variant.get("bounce_description", "")),
     )
+    if args.stateful:
+        _add_stateful_tools(server)
     if args.transport == "stdio":
         server.run("stdio")
     elif args.transport == "sse":

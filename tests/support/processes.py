@@ -81,10 +81,11 @@ def demo_env() -> dict[str, str]:
 
 @contextmanager
 def mcp_demo_server(
-    transport: str, *extra: str, env: dict[str, str] | None = None
+    transport: str, *extra: str, env: dict[str, str] | None = None, port: int | None = None
 ) -> Iterator[RunningServer]:
-    """Run the demo MCP server over ``http`` or ``sse`` on a free port for the duration of the block."""
-    port = free_port()
+    """Run the demo MCP server over ``http`` or ``sse`` on a free port (or ``port``: a restarted
+    server) for the duration of the block."""
+    port = port or free_port()
     process = subprocess.Popen(
         [*demo_command(transport, "--port", str(port), *extra)],
         cwd=ROOT,

@@ -1,0 +1,33 @@
+"""Registry signal handlers: a server edited, disabled or deleted loses its kept MCP session."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+from django.db.models.signals import post_delete, post_save
+
+from registry.models import MCPServer
+
+# What decides where and how a session connects; saving only health fields keeps the session.
+CONNECTION_FIELDS = frozenset(
+    {"name", "protocol", "url", "command", "args", "env", "auth_header", "auth_scheme", "auth_secret_ref",
+     "connect_timeout", "enabled"}
+)  # fmt: skip
+
+
+def _close_session(sender: type[MCPServer], instance: MCPServer, **kwargs: Any) -> None:
+    # After commit: a rolled-back edit keeps the session. Another process notices the change on
+    # its next call (the session's configuration fingerprint differs) or closes it when idle.
+    from registry.sessions import pool
+
+    update_fields = kwargs.get("update_fields")
+    if update_fields is not None and not CONNECTION_FIELDS & set(update_fields):
+        return
+    name = instance.name
+    transaction.on_commit(lambda: pool().close(name))
+
+
+def connect() -> None:
+    post_save.connect(_close_session, sender=MCPServer, dispatch_uid="registry.close_session.save")
+    post_delete.connect(_close_session, sender=MCPServer, dispatch_uid="registry.close_session.delete")
