@@ -145,6 +145,7 @@ class SessionPool:
         self._start_lock = threading.Lock()
         self._servers: dict[str, _Server] = {}
         self._closed = False
+        self._reaper: asyncio.Task[None] | None = None
 
     # --- the loop ---------------------------------------------------------------------------
 
@@ -168,7 +169,7 @@ class SessionPool:
     def _run_loop(self, loop: asyncio.AbstractEventLoop, started: threading.Event) -> None:
         asyncio.set_event_loop(loop)
         loop.call_soon(started.set)
-        loop.create_task(self._reap_idle())
+        self._reaper = loop.create_task(self._reap_idle())
         loop.run_forever()
 
     async def _reap_idle(self) -> None:
@@ -346,6 +347,8 @@ class SessionPool:
             self._drop(server, server.session)
 
     async def _close_all(self) -> None:
+        if self._reaper is not None:
+            self._reaper.cancel()
         owners = []
         for server in self._servers.values():
             if server.session is not None:
