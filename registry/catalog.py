@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 import re
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -255,23 +256,10 @@ class ToolCatalog:
         ``server_ids`` limits the registered servers (a conversation's selection); built-in tools
         are included unless ``builtins`` is false.
         """
-        from registry.selectors import mcp_server_config, mcp_servers_usable, tools_offered
-
-        queryset = mcp_servers_usable().order_by("name")
+        entries = _usable_entries()
         if server_ids is not None:
-            queryset = queryset.filter(pk__in=list(server_ids))
-        offered = tools_offered(servers=queryset)
-        entries = [
-            _ServerEntry(
-                id=s.pk,
-                name=s.name,
-                tools=offered.get(s.pk, []),
-                config=_bind_config(mcp_server_config, s),
-                permission=s.tool_permission,
-                permissions=dict(s.tool_permissions or {}),
-            )
-            for s in queryset
-        ]
+            wanted = set(server_ids)
+            entries = [e for e in entries if e.id in wanted]
         return cls(_providers.values() if builtins else (), entries, context)
 
     @classmethod
@@ -398,6 +386,39 @@ class ToolCatalog:
 
 # Error texts are short by nature; a remote error page is cut to this many characters.
 ERROR_TEXT_CHARS = 2000
+
+
+# Every usable server with its offered tools, as of one registry revision (:mod:`registry.revision`):
+# loading the catalog reads the revision token (one row) and rebuilds only when it changed.
+_cache_lock = threading.Lock()
+_cached: tuple[str, list[_ServerEntry]] | None = None
+
+
+def _usable_entries() -> list[_ServerEntry]:
+    global _cached
+    from registry import revision
+    from registry.selectors import mcp_server_config, mcp_servers_usable, tools_offered
+
+    token = revision.current()
+    cached = _cached
+    if token and cached is not None and cached[0] == token:
+        return cached[1]
+    queryset = mcp_servers_usable().order_by("name")
+    offered = tools_offered(servers=queryset)
+    entries = [
+        _ServerEntry(
+            id=s.pk,
+            name=s.name,
+            tools=offered.get(s.pk, []),
+            config=_bind_config(mcp_server_config, s),
+            permission=s.tool_permission,
+            permissions=dict(s.tool_permissions or {}),
+        )
+        for s in queryset
+    ]
+    with _cache_lock:
+        _cached = (token, entries)
+    return entries
 
 
 def result_limit() -> int:

@@ -462,3 +462,19 @@ class Tool(models.Model):
             "output_schema": self.output_schema,
             "annotations": self.annotations,
         }
+
+
+class RegistryRevision(models.Model):
+    """One row: a token that changes with every change of what the catalog offers (servers, tools).
+
+    Every process caches its catalog under the token it read (:mod:`registry.revision`); a new
+    token, written in the same transaction as the change, makes each of them reload. A token, not a
+    counter: a rolled-back change must never leave a cache valid for a later, different change.
+    """
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1, editable=False)
+    token = models.CharField(max_length=32)
+    changed_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return self.token

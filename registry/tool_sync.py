@@ -29,6 +29,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from registry import revision
 from registry.catalog import builtin_tool_names, namespaced_name, safe_name
 from registry.models import MCPServer, Tool, ToolReview
 
@@ -161,6 +162,8 @@ def server_tools_sync(
                 row.present = False
                 row.save(update_fields=["present", "last_updated"])
                 report["gone"].append(name)
+        if moved or any(report.values()):
+            revision.bump()  # bulk writes send no signals (registry.signals bumps for saves)
         waiting = Counter(
             Tool.objects.filter(server=server, present=True)
             .exclude(review=ToolReview.ACTIVE)

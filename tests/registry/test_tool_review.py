@@ -311,3 +311,31 @@ def test_a_tool_that_needs_task_augmentation_is_listed_with_the_reason_and_offer
     plain.pop("execution")
     server_tools_sync(server=server, tools=[dict(plain), dict(_definition(optional))])
     assert set(_offered()) == {"export_config", "show"}
+
+
+@pytest.mark.django_db
+def test_the_catalog_is_cached_per_registry_revision(django_assert_num_queries, make_user) -> None:
+    from registry import revision
+    from registry.tool_review import tool_set_enabled
+
+    server = MCPServer.objects.create(
+        name="cached", status=ServerStatus.HEALTHY, url="http://127.0.0.1:9/mcp"
+    )
+    server_tools_sync(server=server, tools=[_entry("show"), _entry("bounce")])
+    assert set(_offered()) == {"show", "bounce"}
+    with django_assert_num_queries(1):  # the revision token only
+        assert set(_offered()) == {"show", "bounce"}
+
+    # A change through the services (signals) is offered from the next load on.
+    admin = make_user("admin", superuser=True)
+    tool_set_enabled(tool=Tool.objects.get(name="bounce"), actor=admin, enabled=False)
+    assert set(_offered()) == {"show"}
+
+    # Another process's change reaches this one through the revision in the database.
+    Tool.objects.filter(name="bounce").update(enabled=True)  # a write this process sent no signal for
+    assert set(_offered()) == {"show"}
+    revision.bump()  # what the other process's save did in its transaction
+    assert set(_offered()) == {"show", "bounce"}
+    server.status = ServerStatus.UNHEALTHY
+    server.save()
+    assert _offered() == {}
