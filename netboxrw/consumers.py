@@ -26,9 +26,12 @@ class QueueConsumer(AsyncWebsocketConsumer):
 
     @staticmethod
     async def _may_view(user: Any) -> bool:
+        """Reviewers only: the signals name every change; others' pages do not refresh live."""
         from channels.db import database_sync_to_async
 
-        return bool(await database_sync_to_async(user.has_perm)("netboxrw.view_changerequest"))
+        from netboxrw.selectors import sees_every_change
+
+        return bool(await database_sync_to_async(sees_every_change)(user))
 
     async def disconnect(self, code: int) -> None:
         await self.channel_layer.group_discard(QUEUE_GROUP, self.channel_name)

@@ -9,10 +9,27 @@ from django.db.models import Count, QuerySet
 
 from netboxrw.models import ChangeRequest, ChangeState
 
+REVIEW_PERMISSIONS = ("netboxrw.view_changerequest", "netboxrw.approve_changerequest")
 
-def change_requests(filters: dict[str, Any]) -> QuerySet[ChangeRequest]:
-    """Requests filtered by ``state``, ``requester`` (user name) and ``object_type`` (e.g. dcim/devices)."""
-    queryset = ChangeRequest.objects.select_related("requested_by", "reviewer").order_by("-created")
+
+def sees_every_change(user: Any) -> bool:
+    """Whether ``user`` sees the whole queue (view or approve permission), not only their own."""
+    return any(user.has_perm(perm) for perm in REVIEW_PERMISSIONS)
+
+
+def change_requests_visible_to(user: Any) -> QuerySet[ChangeRequest]:
+    """Every request for reviewers; for anyone else the requests they made (from their
+    conversations and their API keys), read-only."""
+    queryset = ChangeRequest.objects.all()
+    return queryset if sees_every_change(user) else queryset.filter(requested_by_id=user.pk)
+
+
+def change_requests(filters: dict[str, Any], *, visible_to: Any) -> QuerySet[ChangeRequest]:
+    """Requests ``visible_to`` the user, filtered by ``state``, ``requester`` (user name) and
+    ``object_type`` (e.g. dcim/devices)."""
+    queryset = (
+        change_requests_visible_to(visible_to).select_related("requested_by", "reviewer").order_by("-created")
+    )
     if state := filters.get("state"):
         queryset = queryset.filter(state=state)
     if requester := filters.get("requester"):
@@ -32,9 +49,12 @@ def _json_contains() -> bool:
     return connection.vendor == "postgresql"
 
 
-def state_counts() -> dict[str, int]:
+def state_counts(*, visible_to: Any) -> dict[str, int]:
     counts = dict(
-        ChangeRequest.objects.values_list("state").annotate(n=Count("id")).values_list("state", "n")
+        change_requests_visible_to(visible_to)
+        .values_list("state")
+        .annotate(n=Count("id"))
+        .values_list("state", "n")
     )
     return {state: counts.get(state, 0) for state in ChangeState.values}
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import cast
 
-from django.contrib.auth.decorators import login_required, permission_required
+from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import User
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
@@ -23,16 +23,17 @@ DIFF_SHOWN = 200
 
 @require_GET
 @login_required
-@permission_required("netboxrw.view_changerequest", raise_exception=True)
 @vary_on_headers("HX-Request")
 def queue(request: HttpRequest) -> HttpResponse:
+    """Reviewers (view or approve permission) see every request; anyone else their own."""
     filters = {k: request.GET.get(k, "") for k in ("state", "requester", "object_type")}
-    changes = selectors.change_requests(filters)[:200]
+    changes = selectors.change_requests(filters, visible_to=request.user)[:200]
     context = {
         "changes": changes,
         "filters": filters,
-        "counts": selectors.state_counts(),
+        "counts": selectors.state_counts(visible_to=request.user),
         "states": ChangeState.choices,
+        "sees_all": selectors.sees_every_change(request.user),
     }
     template = f"{PAGE_LIST}#queue-table" if getattr(request, "htmx", False) else PAGE_LIST
     return render(request, template, context)
@@ -55,21 +56,24 @@ def _detail_context(request: HttpRequest, change: ChangeRequest, error: str = ""
 
 @require_GET
 @login_required
-@permission_required("netboxrw.view_changerequest", raise_exception=True)
 def detail(request: HttpRequest, pk: int) -> HttpResponse:
-    change = get_object_or_404(ChangeRequest, pk=pk)
+    change = get_object_or_404(selectors.change_requests_visible_to(request.user), pk=pk)
     return render(request, PAGE_DETAIL, _detail_context(request, change))
 
 
 @require_POST
 @login_required
-@permission_required("netboxrw.view_changerequest", raise_exception=True)
 def review(request: HttpRequest, pk: int, decision: str) -> HttpResponse:
-    """Approve (and apply), reject or revert; answers with the detail panel (htmx) or the page."""
-    change = get_object_or_404(ChangeRequest, pk=pk)
+    """Approve (and apply), reject or revert; answers with the detail panel (htmx) or the page.
+
+    Who may decide is the services' rule (approve permission, never one's own request), so the
+    page and the REST API cannot drift apart.
+    """
+    change = get_object_or_404(selectors.change_requests_visible_to(request.user), pk=pk)
     user = cast(User, request.user)  # login_required: never anonymous here
     comment = request.POST.get("comment", "").strip()
     error = ""
+    status = 200
     try:
         if decision == "approve":
             change = services.change_request_approve(change_id=change.pk, reviewer=user, comment=comment)
@@ -81,8 +85,7 @@ def review(request: HttpRequest, pk: int, decision: str) -> HttpResponse:
             )
             change = services.change_request_revert(change_id=change.pk, requester=requester)
     except ApplicationError as exc:
-        error = str(exc)
-    status = 200 if not error else 403 if "permission" in error or "requester" in error else 409
+        error, status = str(exc), exc.status_code  # the status comes from the error's type
     template = f"{PAGE_DETAIL}#panel" if getattr(request, "htmx", False) else PAGE_DETAIL
     response = render(
         request,

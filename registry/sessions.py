@@ -232,7 +232,7 @@ class SessionPool:
             return
         try:
             asyncio.run_coroutine_threadsafe(self._close_all(), loop).result(timeout)
-        except Exception:  # best effort at exit
+        except BaseException:  # best effort at exit; a second signal may interrupt it (children then see EOF)
             logger.warning("mcp sessions did not all close in time")
         loop.call_soon_threadsafe(loop.stop)
         if thread is not None:

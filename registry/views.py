@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from django.contrib.auth.decorators import login_required, permission_required
+from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
 
+from netops.decorators import permission_required
 from netops.errors import ApplicationError
 from netops.types import HtmxHttpRequest
 from registry import services, tool_review
@@ -30,7 +31,7 @@ REVIEW = tool_review.REVIEW_PERMISSION
 
 @require_GET
 @login_required
-@permission_required("registry.view_mcpserver", raise_exception=True)
+@permission_required("registry.view_mcpserver")
 @vary_on_headers("HX-Request")
 def catalog(request: HttpRequest) -> HttpResponse:
     """Every registered server (healthy or not) and the built-in tools."""
@@ -60,7 +61,7 @@ def _held_entry(tool: Tool) -> dict[str, Any]:
 
 @require_POST
 @login_required
-@permission_required("registry.change_mcpserver", raise_exception=True)
+@permission_required("registry.change_mcpserver")
 def server_check(request: HttpRequest, pk: str) -> HttpResponse:
     """Check one server now and answer with its updated row (swapped in place by htmx)."""
     server = get_object_or_404(MCPServer, pk=pk)
@@ -74,7 +75,7 @@ def server_check(request: HttpRequest, pk: str) -> HttpResponse:
 
 @require_GET
 @login_required
-@permission_required("registry.view_mcpserver", raise_exception=True)
+@permission_required("registry.view_mcpserver")
 def server_tools(request: HttpRequest, pk: str) -> HttpResponse:
     """The cached tools of one server with their input schemas (loaded when a row is expanded)."""
     server = get_object_or_404(MCPServer, pk=pk)
@@ -118,7 +119,7 @@ def _tool_row(request: HtmxHttpRequest, tool: Tool, error: ApplicationError | No
 
 @require_POST
 @login_required
-@permission_required(REVIEW, raise_exception=True)
+@permission_required(REVIEW)
 def tool_enabled(request: HtmxHttpRequest, pk: str) -> HttpResponse:
     """Enable (``enabled=on``) or disable (``enabled=off``) one tool."""
     tool = get_object_or_404(Tool.objects.select_related("server"), pk=pk)
@@ -134,7 +135,7 @@ def tool_enabled(request: HtmxHttpRequest, pk: str) -> HttpResponse:
 
 @require_POST
 @login_required
-@permission_required(REVIEW, raise_exception=True)
+@permission_required(REVIEW)
 def tool_access(request: HtmxHttpRequest, pk: str) -> HttpResponse:
     """Set the admin's word on whether the tool writes: inherit, read_only or writable."""
     tool = get_object_or_404(Tool.objects.select_related("server"), pk=pk)
@@ -158,7 +159,7 @@ def _held_card(request: HtmxHttpRequest, tool: Tool, error: ApplicationError | N
 
 @require_POST
 @login_required
-@permission_required(REVIEW, raise_exception=True)
+@permission_required(REVIEW)
 def tool_accept(request: HtmxHttpRequest, pk: str) -> HttpResponse:
     """Accept the held definition whose fingerprint the form carries (the one the admin saw)."""
     tool = get_object_or_404(Tool.objects.select_related("server"), pk=pk)
@@ -173,7 +174,7 @@ def tool_accept(request: HtmxHttpRequest, pk: str) -> HttpResponse:
 
 @require_POST
 @login_required
-@permission_required(REVIEW, raise_exception=True)
+@permission_required(REVIEW)
 def tool_keep_held(request: HtmxHttpRequest, pk: str) -> HttpResponse:
     """Record the review and leave the tool held."""
     tool = get_object_or_404(Tool.objects.select_related("server"), pk=pk)

@@ -9,6 +9,7 @@ from django.db.models import QuerySet
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, viewsets
 from rest_framework.decorators import action
+from rest_framework.permissions import IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -25,13 +26,15 @@ class ChangeRequestViewSet(
 
     serializer_class = ChangeRequestSerializer
     queryset = ChangeRequest.objects.all()
-    # Reviewing needs only the view permission here: the service checks the approve permission itself.
-    action_permission_methods = {"approve": "GET", "reject": "GET"}
+    # Any signed-in user: reviewers (view or approve permission) see every request, anyone else
+    # the requests they made; the services decide who may approve or reject.
+    permission_classes = [IsAuthenticated]
 
     def get_queryset(self) -> QuerySet[ChangeRequest]:
         params = self.request.query_params
         return selectors.change_requests(
-            {k: params.get(k, "") for k in ("state", "requester", "object_type")}
+            {k: params.get(k, "") for k in ("state", "requester", "object_type")},
+            visible_to=self.request.user,
         ).prefetch_related("events")
 
     @extend_schema(parameters=[OpenApiParameter(n, str) for n in ("state", "requester", "object_type")])

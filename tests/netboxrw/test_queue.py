@@ -137,13 +137,61 @@ def test_a_large_change_shows_counts_per_type_and_the_first_operations_until_ask
     assert everything.count('class="op op-create"') == 251 and "Showing the first" not in everything
 
 
-def test_pages_need_login_and_the_view_permission() -> None:
-    change = _pending(_user("alice"))
+def test_pages_need_login_and_show_everyone_else_only_their_own_requests() -> None:
+    # Issue 12: a requester opens her own request without any permission; others' stay hidden.
+    alice = _user("alice")
+    change = _pending(alice)
+    theirs = _pending(_user("carol"), "Create device par-r9")
     assert Client().get("/changes/").status_code == 302
     client = Client()
-    client.force_login(_user("nobody"))
-    assert client.get("/changes/").status_code == 403
-    assert client.get(f"/changes/{change.pk}/").status_code == 403
+    client.force_login(alice)
+    page = client.get("/changes/").content.decode()
+    assert "Your change requests" in page and "ams-r1" in page and "par-r9" not in page
+    assert "ws-connect" not in page  # the live signals name every change: reviewers only
+    assert client.get(f"/changes/{change.pk}/").status_code == 200
+    assert client.get(f"/changes/{theirs.pk}/").status_code == 404
+    refused = client.post(f"/changes/{change.pk}/approve/", {"comment": "mine"})
+    assert refused.status_code == 403 and ChangeRequest.objects.get(pk=change.pk).state == ChangeState.PENDING
+    assert client.post(f"/changes/{theirs.pk}/approve/").status_code == 404
+    nobody = Client()
+    nobody.force_login(_user("nobody"))
+    empty = nobody.get("/changes/").content.decode()
+    assert "ams-r1" not in empty and "par-r9" not in empty
+
+
+def test_the_approve_permission_alone_opens_the_queue_and_approves() -> None:
+    change = _pending(_user("alice"))
+    bob = _user("bob", "approve_changerequest")
+    client = Client()
+    client.force_login(bob)
+    page = client.get("/changes/").content.decode()
+    assert "NetBox change review" in page and "ams-r1" in page
+    assert client.get(f"/changes/{change.pk}/").status_code == 200
+    rejected = client.post(f"/changes/{change.pk}/reject/", {"comment": "not in this window"})
+    assert rejected.status_code == 200
+    assert ChangeRequest.objects.get(pk=change.pk).state == ChangeState.REJECTED
+    other = _pending(_user("dave"), "Create device par-r9")
+    api = _api(bob)
+    assert api.get("/api/change-requests/").json()["count"] == 2
+    assert (
+        api.post(f"/api/change-requests/{other.pk}/reject/", {"comment": "no"}, format="json").status_code
+        == 200
+    )
+
+
+def test_the_reviewer_group_from_the_migration_can_review() -> None:
+    from django.contrib.auth.models import Group
+
+    group = Group.objects.get(name="NetBox reviewers")
+    assert set(group.permissions.values_list("codename", flat=True)) == {
+        "view_changerequest",
+        "approve_changerequest",
+    }
+    erin = User.objects.create_user("erin", password="pw-for-tests-1")
+    erin.groups.add(group)
+    change = _pending(_user("alice"))
+    done = _api(erin).post(f"/api/change-requests/{change.pk}/reject/", {"comment": "no"}, format="json")
+    assert done.status_code == 200 and done.json()["state"] == "rejected"
 
 
 def test_api_list_detail_and_review_rules() -> None:
@@ -160,7 +208,11 @@ def test_api_list_detail_and_review_rules() -> None:
     assert detail["events"][0]["to_state"] == "pending"
 
     assert _api(None).get("/api/change-requests/").status_code == 401
-    assert _api(_user("nobody")).get("/api/change-requests/").status_code == 403
+    # Without a permission: one's own requests only (read-only), none of others'.
+    assert _api(_user("nobody")).get("/api/change-requests/").json()["count"] == 0
+    assert _api(_user("nosy")).get(f"/api/change-requests/{change.pk}/").status_code == 404
+    own_view = _api(_user("carol")).get("/api/change-requests/").json()
+    assert own_view["count"] == 0
     own = _api(alice).post(f"/api/change-requests/{change.pk}/approve/", {"comment": "mine"}, format="json")
     assert own.status_code == 403 and "requester" in own.json()["error"]
     assert (
