@@ -612,35 +612,24 @@ async def _rest_call_tool(
         message = (
             f"rate limited by {config.name}" + (f"; retry after {retry} s" if retry else "") + f": {message}"
         )
-        return ToolCallOutcome(
-            content=[{"type": "text", "text": message}],
-            structured_content=None,
-            is_error=True,
-            duration_ms=duration_ms,
-            error=message,
-            status=429,
-            failure="rate_limited",
-            retry_after=retry,
-        )
+        return _failed(message, duration_ms, status=429, failure="rate_limited", retry_after=retry)
     if response.status_code >= 500:
         # The tool API itself failed (a proxy's error page, a crash): the server's answer, not the
         # tool's own error, so the faces answer 502 rather than 422.
         message = f"{config.name} answered HTTP {response.status_code}: {message}"
-        return ToolCallOutcome(
-            content=[{"type": "text", "text": message}],
-            structured_content=None,
-            is_error=True,
-            duration_ms=duration_ms,
-            error=message,
-            status=502,
-            failure="server_error",
-        )
+        return _failed(message, duration_ms, status=502, failure="server_error")
+    return _failed(message, duration_ms)
+
+
+def _failed(message: str, duration_ms: float, **typed: Any) -> ToolCallOutcome:
+    """An error outcome whose text is ``message``; ``typed``: status, failure, retry_after."""
     return ToolCallOutcome(
         content=[{"type": "text", "text": message}],
         structured_content=None,
         is_error=True,
         duration_ms=duration_ms,
         error=message,
+        **typed,
     )
 
 

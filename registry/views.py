@@ -107,14 +107,21 @@ def _read_only(tool: Tool) -> bool:
 # --- reviewing tools ---------------------------------------------------------------------------
 
 
-def _tool_row(request: HtmxHttpRequest, tool: Tool, error: ApplicationError | None = None) -> HttpResponse:
+def _fragment(
+    request: HtmxHttpRequest, part: str, context: dict[str, Any], error: ApplicationError | None
+) -> HttpResponse:
+    """One part of the catalog page for htmx (with the error's status), or back to the page."""
     if not request.htmx and error is None:
         return redirect("registry:catalog")
-    context = {**_tool_entry(tool, error.message if error else ""), "can_review": True}
-    response = render(request, f"{PAGE}#tool-row", context)
+    response = render(request, f"{PAGE}#{part}", context)
     if error is not None:
         response.status_code = error.status_code
     return response
+
+
+def _tool_row(request: HtmxHttpRequest, tool: Tool, error: ApplicationError | None = None) -> HttpResponse:
+    context = {**_tool_entry(tool, error.message if error else ""), "can_review": True}
+    return _fragment(request, "tool-row", context, error)
 
 
 @require_POST
@@ -147,14 +154,9 @@ def tool_access(request: HtmxHttpRequest, pk: str) -> HttpResponse:
 
 
 def _held_card(request: HtmxHttpRequest, tool: Tool, error: ApplicationError | None = None) -> HttpResponse:
-    if not request.htmx and error is None:
-        return redirect("registry:catalog")
     tool.refresh_from_db()
     context = {"entry": _held_entry(tool), "can_review": True, "error": error.message if error else ""}
-    response = render(request, f"{PAGE}#held-tool", context)
-    if error is not None:
-        response.status_code = error.status_code
-    return response
+    return _fragment(request, "held-tool", context, error)
 
 
 @require_POST

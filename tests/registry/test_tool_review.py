@@ -339,3 +339,18 @@ def test_the_catalog_is_cached_per_registry_revision(django_assert_num_queries, 
     server.status = ServerStatus.UNHEALTHY
     server.save()
     assert _offered() == {}
+
+
+@pytest.mark.django_db
+def test_the_npm_reference_servers_task_only_tool_is_listed_and_not_offered() -> None:
+    # server-everything (TypeScript SDK, handshake era) lists simulate-research-query as task-only.
+    from tests.support.npm_everything import everything_command
+
+    command, *args = everything_command()
+    server = MCPServer.objects.create(name="everything", protocol="stdio", command=command, args=args)
+    _check(server)
+    research = Tool.objects.get(server=server, name="simulate-research-query")
+    assert "task augmentation" in research.unsupported
+    offered = _offered()
+    assert "simulate-research-query" not in offered
+    assert {"get-sum", "trigger-long-running-operation"} <= set(offered)
