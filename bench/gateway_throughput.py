@@ -122,9 +122,9 @@ async def _gateway(
             response = await client.post(path, json=body)
             if response.status_code != 200:
                 return f"{response.status_code} {response.text[:120]}"
-            return (
-                None if response.json() == {"success": True, "data": want} else f"data {response.text[:80]}"
-            )
+            answer = response.json()  # the reference shape, plus "content" (and "structured_content")
+            ok = answer.get("success") is True and answer.get("data") == want
+            return None if ok else f"data {response.text[:80]}"
 
         return await _timed(f"POST /api/mcp/tools/{tool} via daphne", seconds, call)
 
