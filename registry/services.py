@@ -13,6 +13,7 @@ from django.utils import timezone
 from netops.errors import ApplicationError, ConflictError
 from netops.redaction import sanitize
 from netops.secrets import SecretError, is_secret_reference, resolve_secret
+from registry import revision
 from registry.connections import ServerConfig
 from registry.health import ProbeResult, probe_all
 from registry.models import LLMModel, MCPServer, ServerStatus
@@ -184,7 +185,8 @@ def mcp_server_record_check(*, server: MCPServer, result: ProbeResult) -> Health
     # base64, padded past any cut): mask every secret netops holds and this server's own, resolved
     # now (this process may never have resolved them), and only then cut the text.
     result.error = sanitize(result.error, secrets=_server_secrets(server), limit=LAST_ERROR_CHARS)
-    with transaction.atomic():
+    # One registry revision for the check: the tool rows it syncs and the server row it saves.
+    with transaction.atomic(), revision.batched():
         locked = MCPServer.objects.select_for_update().get(pk=server.pk)
         previous_status = locked.status
         if locked.status in (ServerStatus.UNKNOWN, ServerStatus.DISABLED) or locked.last_result == observed:

@@ -77,7 +77,7 @@ def tool_fingerprint(definition: dict[str, Any]) -> str:
 
 @dataclass(frozen=True)
 class SyncReport:
-    """What one sync did; ``catalog_changed`` says whether what the catalog offers may differ."""
+    """What one sync did, and what waits for review after it."""
 
     accepted: tuple[str, ...] = ()
     held_new: tuple[str, ...] = ()
@@ -87,10 +87,6 @@ class SyncReport:
     # Everything of the server waiting for review after this sync (held by this or an earlier one).
     waiting_new: int = 0
     waiting_changed: int = 0
-
-    @property
-    def catalog_changed(self) -> bool:
-        return bool(self.accepted or self.held_changed or self.gone or self.returned)
 
     @property
     def note(self) -> str:
@@ -119,7 +115,7 @@ def server_tools_sync(
     report: dict[str, list[str]] = {
         k: [] for k in ("accepted", "held_new", "held_changed", "gone", "returned")
     }
-    with transaction.atomic():
+    with transaction.atomic(), revision.batched():
         rows = {row.name: row for row in Tool.objects.select_for_update().filter(server=server)}
         seen: set[str] = set()
         moved: list[Tool] = []
@@ -163,7 +159,7 @@ def server_tools_sync(
                 row.save(update_fields=["present", "last_updated"])
                 report["gone"].append(name)
         if moved or any(report.values()):
-            revision.bump()  # bulk writes send no signals (registry.signals bumps for saves)
+            revision.bump()  # bulk writes send no signals; one token for the whole sync (batched)
         waiting = Counter(
             Tool.objects.filter(server=server, present=True)
             .exclude(review=ToolReview.ACTIVE)
@@ -201,7 +197,7 @@ def _tool_create(
         "unsupported": unsupported,
     }
     if accept:
-        fields |= _accepted_fields(definition, fingerprint)
+        fields |= accepted_fields(definition, fingerprint)
     else:
         fields |= {
             "review": ToolReview.HELD_NEW,
@@ -260,7 +256,8 @@ def _hold(row: Tool, review: str, definition: dict[str, Any], fingerprint: str) 
     row.reviewed_at, row.reviewed_by = None, None  # a new definition needs a new look
 
 
-def _accepted_fields(definition: dict[str, Any], fingerprint: str) -> dict[str, Any]:
+def accepted_fields(definition: dict[str, Any], fingerprint: str) -> dict[str, Any]:
+    """The row fields that make ``definition`` the accepted one (here and in registry.tool_review)."""
     return {
         "title": (definition.get("title") or "")[:500],
         "description": definition.get("description") or "",
@@ -273,11 +270,6 @@ def _accepted_fields(definition: dict[str, Any], fingerprint: str) -> dict[str, 
         "pending_fingerprint": "",
         "held_at": None,
     }
-
-
-def accepted_fields(definition: dict[str, Any], fingerprint: str) -> dict[str, Any]:
-    """The row fields that make ``definition`` the accepted one (for the review services)."""
-    return _accepted_fields(definition, fingerprint)
 
 
 def _name_taken(name: str) -> bool:

@@ -354,3 +354,22 @@ def test_the_npm_reference_servers_task_only_tool_is_listed_and_not_offered() ->
     offered = _offered()
     assert "simulate-research-query" not in offered
     assert {"get-sum", "trigger-long-running-operation"} <= set(offered)
+
+
+@pytest.mark.django_db
+def test_a_sync_writes_one_revision_however_many_tools_it_saves() -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from registry import revision
+
+    server = MCPServer.objects.create(name="many", status=ServerStatus.HEALTHY, url="http://127.0.0.1:9/mcp")
+    before = revision.current()
+    with CaptureQueriesContext(connection) as queries:
+        server_tools_sync(server=server, tools=[_entry(f"t{i}") for i in range(40)])
+    writes = [
+        q["sql"] for q in queries if "registry_registryrevision" in q["sql"] and "SELECT" not in q["sql"]
+    ]
+    assert len(writes) == 1, writes
+    assert revision.current() not in ("", before)
+    assert len(_offered()) == 40
